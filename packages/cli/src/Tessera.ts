@@ -1,0 +1,16 @@
+/**
+ * The root `tessera` command and its subcommands.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "effect/cli/Command"
+
+/**
+ * The `tessera` command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const tessera = Command.make("tessera").pipe(
+  Command.withDescription("Move and serve storage between machines")
+)

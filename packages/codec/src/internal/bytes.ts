@@ -1,0 +1,161 @@
+/**
+ * Integer access on byte arrays by shifts, so no `DataView` is created per small message, plus a writer that
+ * fills a buffer whose exact size the encoder computed first.
+ */
+
+/** Largest and smallest integers a JS number holds exactly; 64-bit wire fields outside this are rejected. */
+const SAFE_HIGH = 0x1f_ffff
+
+export const u16le = (b: Uint8Array, o: number): number => b[o]! | (b[o + 1]! << 8)
+
+export const u32le = (b: Uint8Array, o: number): number =>
+  (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+
+export const i32le = (b: Uint8Array, o: number): number =>
+  b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)
+
+export const u16be = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!
+
+export const u32be = (b: Uint8Array, o: number): number =>
+  ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0
+
+/** An unsigned 64-bit little-endian value as a number, or `undefined` when it exceeds 2^53 - 1. */
+export const u64le = (b: Uint8Array, o: number): number | undefined => {
+  const high = u32le(b, o + 4)
+  return high > SAFE_HIGH ? undefined : high * 0x1_0000_0000 + u32le(b, o)
+}
+
+/** A signed 64-bit little-endian value as a number, or `undefined` when it is outside the safe integer range. */
+export const i64le = (b: Uint8Array, o: number): number | undefined => {
+  const high = i32le(b, o + 4)
+  if (high > SAFE_HIGH || high < -SAFE_HIGH - 1) return undefined
+  const value = high * 0x1_0000_0000 + u32le(b, o)
+  return Number.isSafeInteger(value) ? value : undefined
+}
+
+/** An unsigned 64-bit little-endian value as a bigint (for opaque ids and flag words). */
+export const u64leBig = (b: Uint8Array, o: number): bigint => (BigInt(u32le(b, o + 4)) << 32n) | BigInt(u32le(b, o))
+
+/** An unsigned 64-bit big-endian value as a number, or `undefined` when it exceeds 2^53 - 1. */
+export const u64be = (b: Uint8Array, o: number): number | undefined => {
+  const high = u32be(b, o)
+  return high > SAFE_HIGH ? undefined : high * 0x1_0000_0000 + u32be(b, o + 4)
+}
+
+export const putU16le = (b: Uint8Array, o: number, v: number): void => {
+  b[o] = v
+  b[o + 1] = v >>> 8
+}
+
+export const putU32le = (b: Uint8Array, o: number, v: number): void => {
+  b[o] = v
+  b[o + 1] = v >>> 8
+  b[o + 2] = v >>> 16
+  b[o + 3] = v >>> 24
+}
+
+export const putU16be = (b: Uint8Array, o: number, v: number): void => {
+  b[o] = v >>> 8
+  b[o + 1] = v
+}
+
+export const putU32be = (b: Uint8Array, o: number, v: number): void => {
+  b[o] = v >>> 24
+  b[o + 1] = v >>> 16
+  b[o + 2] = v >>> 8
+  b[o + 3] = v
+}
+
+/** Writes a safe integer (negative values as two's complement) as 64-bit little-endian. */
+export const putI64le = (b: Uint8Array, o: number, v: number): void => {
+  const low = v % 0x1_0000_0000
+  const high = Math.floor(v / 0x1_0000_0000)
+  putU32le(b, o, low < 0 ? low + 0x1_0000_0000 : low)
+  putU32le(b, o + 4, high)
+}
+
+export const putU64leBig = (b: Uint8Array, o: number, v: bigint): void => {
+  putU32le(b, o, Number(v & 0xffff_ffffn))
+  putU32le(b, o + 4, Number((v >> 32n) & 0xffff_ffffn))
+}
+
+/** Writes a safe non-negative integer as 64-bit big-endian. */
+export const putU64be = (b: Uint8Array, o: number, v: number): void => {
+  putU32be(b, o, Math.floor(v / 0x1_0000_0000))
+  putU32be(b, o + 4, v % 0x1_0000_0000)
+}
+
+/**
+ * Sequential writer over a buffer the encoder sized exactly beforehand. Encoders compute the length, allocate
+ * once and fill it, so nothing is copied twice.
+ */
+export class ByteWriter {
+  readonly bytes: Uint8Array
+  offset = 0
+  constructor(size: number) {
+    this.bytes = new Uint8Array(size)
+  }
+  u8(v: number): this {
+    this.bytes[this.offset++] = v
+    return this
+  }
+  u16le(v: number): this {
+    putU16le(this.bytes, this.offset, v)
+    this.offset += 2
+    return this
+  }
+  u32le(v: number): this {
+    putU32le(this.bytes, this.offset, v)
+    this.offset += 4
+    return this
+  }
+  i64le(v: number): this {
+    putI64le(this.bytes, this.offset, v)
+    this.offset += 8
+    return this
+  }
+  u64leBig(v: bigint): this {
+    putU64leBig(this.bytes, this.offset, v)
+    this.offset += 8
+    return this
+  }
+  u16be(v: number): this {
+    putU16be(this.bytes, this.offset, v)
+    this.offset += 2
+    return this
+  }
+  u32be(v: number): this {
+    putU32be(this.bytes, this.offset, v)
+    this.offset += 4
+    return this
+  }
+  u64be(v: number): this {
+    putU64be(this.bytes, this.offset, v)
+    this.offset += 8
+    return this
+  }
+  raw(data: Uint8Array): this {
+    this.bytes.set(data, this.offset)
+    this.offset += data.length
+    return this
+  }
+}
+
+const utf8Encoder = new TextEncoder()
+const utf8Decoder = new TextDecoder("utf-8", { fatal: false })
+
+export const utf8 = (text: string): Uint8Array => utf8Encoder.encode(text)
+export const fromUtf8 = (bytes: Uint8Array): string => utf8Decoder.decode(bytes)
+
+/** Concatenates byte arrays into one new array. */
+export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let size = 0
+  for (const part of parts) size += part.length
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
