@@ -4,6 +4,8 @@
  * @since 0.1.0
  */
 import * as Command from "effect/cli/Command"
+import * as Craft from "./Craft.ts"
+import * as Inspect from "./Inspect.ts"
 
 /**
  * The `tessera` command.
@@ -12,5 +14,6 @@ import * as Command from "effect/cli/Command"
  * @category commands
  */
 export const tessera = Command.make("tessera").pipe(
-  Command.withDescription("Move and serve storage between machines")
+  Command.withDescription("Move and serve storage between machines"),
+  Command.withSubcommands([Inspect.command, Craft.command])
 )

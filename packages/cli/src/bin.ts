@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
-import { Command } from "effect/cli"
-import { tessera } from "./Tessera.ts"
+import { exitCode, program } from "./Main.ts"
 
-Command.run(tessera, { version: "0.1.0" }).pipe(
+program.pipe(
   Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    teardown: (exit, onExit) => onExit(exitCode(exit))
+  })
 )

@@ -6,6 +6,10 @@
  * spans chunks is assembled into a new buffer. The frame length is checked against the maximum before any
  * byte of the frame is buffered or allocated, so a hostile length field costs nothing.
  *
+ * Errors are sticky: a stream that lost framing cannot be resynchronised. Frames completed before the bad
+ * one in the same push are still returned, and the error comes with the next call (`push(new Uint8Array(0))`
+ * asks for it at once), so every good frame ahead of the damage is delivered exactly once.
+ *
  * @since 0.1.0
  */
 import * as Result from "effect/Result"
@@ -23,12 +27,12 @@ export interface Frame {
 }
 
 /**
- * How to find frames in a stream.
+ * How to find frames in a stream and what to make of each one.
  *
  * @since 0.1.0
  * @category models
  */
-export interface FrameFormat {
+export interface FrameFormat<A> {
   readonly protocol: Protocol
   /** The name used in errors, e.g. "frame" or "packet". */
   readonly name: string
@@ -38,18 +42,19 @@ export interface FrameFormat {
   readonly frameLength: (header: Uint8Array) => number
   /** Largest accepted total frame length. */
   readonly maxFrameLength: number
+  /** Decodes one whole frame; error offsets are relative to the frame and come back as stream offsets. */
+  readonly decodeFrame: (frame: Frame) => Decoded<A>
 }
 
 /**
- * A stateful parser over one stream. After an error it stays failed: a stream that lost framing cannot be
- * resynchronised.
+ * A stateful parser over one stream. After an error it stays failed.
  *
  * @since 0.1.0
  * @category models
  */
-export interface StreamParser {
-  /** Adds bytes and returns every frame they complete. */
-  readonly push: (chunk: Uint8Array) => Decoded<ReadonlyArray<Frame>>
+export interface StreamParser<A> {
+  /** Adds bytes and returns every frame they complete, decoded. */
+  readonly push: (chunk: Uint8Array) => Decoded<ReadonlyArray<A>>
   /** Declares the end of the stream: fails when a partial frame is left over. */
   readonly end: () => Decoded<void>
   /** Bytes held for an incomplete frame. */
@@ -62,7 +67,7 @@ export interface StreamParser {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (format: FrameFormat): StreamParser => {
+export const make = <A>(format: FrameFormat<A>): StreamParser<A> => {
   const chunks: Array<Uint8Array> = []
   let first = 0 // index of the first live chunk
   let firstOffset = 0 // bytes of chunks[first] already consumed
@@ -126,48 +131,49 @@ export const make = (format: FrameFormat): StreamParser => {
     }
   }
 
-  const push = (chunk: Uint8Array): Decoded<ReadonlyArray<Frame>> => {
+  const failAt = (
+    offset: number,
+    reason: string,
+    packet = format.name
+  ): Decoded<never> => (failure = Result.fail(new DecodeError({ protocol: format.protocol, packet, offset, reason })))
+
+  const push = (chunk: Uint8Array): Decoded<ReadonlyArray<A>> => {
     if (failure) return failure
     if (chunk.length > 0) {
       chunks.push(chunk)
       buffered += chunk.length
     }
-    const frames: Array<Frame> = []
+    const frames: Array<A> = []
     while (buffered >= format.headerSize) {
       const length = format.frameLength(peekHeader())
       if (!(length >= format.headerSize) || length > format.maxFrameLength) {
-        failure = Result.fail(
-          new DecodeError({
-            protocol: format.protocol,
-            packet: format.name,
-            offset: streamOffset,
-            reason: length >= format.headerSize
-              ? `${format.name} length ${length} exceeds the maximum of ${format.maxFrameLength}`
-              : `${format.name} length ${length} is invalid`
-          })
+        failAt(
+          streamOffset,
+          length >= format.headerSize
+            ? `${format.name} length ${length} exceeds the maximum of ${format.maxFrameLength}`
+            : `${format.name} length ${length} is invalid`
         )
-        return failure
+        break
       }
       if (buffered < length) break
-      frames.push({ offset: streamOffset, bytes: take(length) })
+      const frame: Frame = { offset: streamOffset, bytes: take(length) }
+      const decoded = format.decodeFrame(frame)
+      if (Result.isFailure(decoded)) {
+        const { offset, packet, reason } = decoded.failure
+        failAt(streamOffset + offset, reason, packet)
+        break
+      }
+      frames.push(decoded.success)
       streamOffset += length
     }
     compact()
-    return Result.succeed(frames)
+    return failure && frames.length === 0 ? failure : Result.succeed(frames)
   }
 
   const end = (): Decoded<void> => {
     if (failure) return failure
     if (buffered === 0) return Result.void
-    failure = Result.fail(
-      new DecodeError({
-        protocol: format.protocol,
-        packet: format.name,
-        offset: streamOffset,
-        reason: `stream ended inside a ${format.name} (${buffered} bytes of it received)`
-      })
-    )
-    return failure
+    return failAt(streamOffset, `stream ended inside a ${format.name} (${buffered} bytes of it received)`)
   }
 
   return { push, end, buffered: () => buffered }

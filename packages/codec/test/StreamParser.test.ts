@@ -1,15 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 import fc from "fast-check"
+import { DecodeError } from "../src/DecodeError.ts"
 import * as StreamParser from "../src/StreamParser.ts"
+import { split } from "./utils/chunks.ts"
 
 // A toy format: a 2-byte big-endian total length, then the rest of the frame.
-const format: StreamParser.FrameFormat = {
+const format: StreamParser.FrameFormat<StreamParser.Frame> = {
   protocol: "silo",
   name: "frame",
   headerSize: 2,
   frameLength: (header) => (header[0]! << 8) | header[1]!,
-  maxFrameLength: 1000
+  maxFrameLength: 1000,
+  // A frame whose first body byte is 0xEE is malformed.
+  decodeFrame: (frame) =>
+    frame.bytes[2] === 0xee
+      ? Result.fail(new DecodeError({ protocol: "silo", packet: "toy", offset: 2, reason: "bad body" }))
+      : Result.succeed(frame)
 }
 
 const frameOf = (body: Uint8Array): Uint8Array => {
@@ -20,22 +27,10 @@ const frameOf = (body: Uint8Array): Uint8Array => {
   return out
 }
 
-const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
-  const parts: Array<Uint8Array> = []
-  let last = 0
-  for (const p of points) {
-    parts.push(bytes.subarray(last, p))
-    last = p
-  }
-  parts.push(bytes.subarray(last))
-  return parts
-}
-
 describe("StreamParser", () => {
   it("yields the same frames whatever the chunk boundaries", () => {
     fc.assert(fc.property(
-      fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }),
+      fc.array(fc.uint8Array({ maxLength: 300 }).filter((body) => body[0] !== 0xee), { maxLength: 20 }),
       fc.array(fc.nat(), { maxLength: 30 }),
       (bodies, cuts) => {
         const frames = bodies.map(frameOf)
@@ -81,5 +76,21 @@ describe("StreamParser", () => {
     Result.getOrThrow(parser.push(frameOf(new Uint8Array(4)).subarray(0, 3)))
     const ended = parser.end()
     assert.isTrue(Result.isFailure(ended))
+  })
+
+  it("delivers the frames ahead of a bad one, then the error with its stream offset", () => {
+    const good = frameOf(new Uint8Array([1, 2]))
+    const bad = frameOf(new Uint8Array([0xee, 0]))
+    const stream = new Uint8Array([...good, ...good, ...bad, ...good])
+    const parser = StreamParser.make(format)
+    const first = Result.getOrThrow(parser.push(stream))
+    assert.strictEqual(first.length, 2)
+    const next = parser.push(new Uint8Array(0))
+    assert.isTrue(Result.isFailure(next))
+    if (Result.isFailure(next)) {
+      assert.strictEqual(next.failure.offset, 2 * good.length + 2)
+      assert.strictEqual(next.failure.packet, "toy")
+    }
+    assert.isTrue(Result.isFailure(parser.end()))
   })
 })

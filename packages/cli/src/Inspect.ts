@@ -1,0 +1,67 @@
+/**
+ * `tessera inspect silo|dnet|t2 [FILE|-] [--hex HEX]`: decodes captured traffic into one JSON object per
+ * packet. The first malformed byte ends the run with a JSON error line and exit code 2.
+ *
+ * @since 0.1.0
+ */
+import * as Argument from "effect/cli/Argument"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import * as Stdio from "effect/Stdio"
+import * as Stream from "effect/Stream"
+import { BadInput } from "./CliFailure.ts"
+import * as Dissector from "./Dissector.ts"
+import * as JsonLine from "./JsonLine.ts"
+import * as Source from "./Source.ts"
+
+const toLines = (
+  decoded: Result.Result<ReadonlyArray<unknown>, Dissector.Failure>
+): Stream.Stream<string, BadInput> =>
+  Result.match(decoded, {
+    onSuccess: (records) => Stream.fromIterable(records.map(JsonLine.stringify)),
+    onFailure: (failure) =>
+      Stream.concat(
+        Stream.make(JsonLine.stringify({ error: failure.message, offset: failure.offset })),
+        Stream.fail(new BadInput({ message: failure.message, reported: true }))
+      )
+  })
+
+/**
+ * The `inspect` command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make(
+  "inspect",
+  {
+    protocol: Argument.Literals("protocol", Dissector.protocols).pipe(
+      Argument.withDescription("Wire format of the input")
+    ),
+    file: Argument.String("file").pipe(
+      Argument.withDescription("Input file, or - for standard input (the default)"),
+      Argument.optional
+    ),
+    hex: Flag.String("hex").pipe(
+      Flag.withDescription("Decode this hex string instead of reading a file"),
+      Flag.optional
+    )
+  },
+  Effect.fn("inspect")(function*({ file, hex, protocol }) {
+    const stdio = yield* Stdio.Stdio
+    const inspector = Dissector.forProtocol(protocol).inspector()
+    yield* Source.read(file, hex).pipe(
+      Stream.flatMap((chunk) => toLines(inspector.push(chunk))),
+      Stream.concat(Stream.suspend(() => toLines(inspector.end()))),
+      Stream.run(stdio.stdout({ endOnDone: false }))
+    )
+  })
+).pipe(
+  Command.withDescription("Decode Silo, dnet or T2 packets and print one JSON object per packet"),
+  Command.withExamples([
+    { command: "tessera inspect silo capture.bin", description: "Decode a captured Silo stream" },
+    { command: "tessera inspect t2 --hex 8383410102", description: "Decode one T2 packet given as hex" }
+  ])
+)
