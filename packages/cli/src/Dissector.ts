@@ -5,9 +5,8 @@
  *
  * @since 0.1.0
  */
-import { DnetJson, DnetPacket, SiloFrame, SiloJson } from "@tessera/codec"
+import { DnetJson, DnetPacket, SiloFrame, SiloJson, T2Json } from "@tessera/codec"
 import type { Decoded } from "@tessera/codec/DecodeError"
-import * as T2Json from "@tessera/codec/T2Json"
 import * as Hex from "effect/encoding/Hex"
 import * as Result from "effect/Result"
 import * as Lines from "./Lines.ts"

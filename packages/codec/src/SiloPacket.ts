@@ -584,12 +584,36 @@ const writeDevInfo = (w: ByteWriter, d: DevInfoBytes): void => {
 const ascending = <K extends number | bigint>(map: ReadonlyMap<K, unknown>): Array<K> =>
   [...map.keys()].toSorted((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 
+/**
+ * Bytes of a WriteAt payload in front of its data (command, subtype, offset).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const WRITE_AT_PREFIX_SIZE = 10
+
+/**
+ * Writes the 10-byte prefix of an uncompressed WriteAt at `at` of `target`. A sender puts it (after the frame
+ * header) in a small slab and writes the block data as a separate view, so block bytes are never copied.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeWriteAtPrefixInto = (target: Uint8Array, at: number, offset: number): void => {
+  target[at] = Command.WriteAt
+  target[at + 1] = WriteType.Data
+  putI64le(target, at + 2, offset)
+}
+
 const encodeWriteAt = (p: WriteAt): Uint8Array => {
   if (p.compression === "None") {
-    return new ByteWriter(10 + p.data.length).u8(Command.WriteAt).u8(WriteType.Data).i64le(p.offset).raw(p.data).bytes
+    const out = new Uint8Array(WRITE_AT_PREFIX_SIZE + p.data.length)
+    encodeWriteAtPrefixInto(out, 0, p.offset)
+    out.set(p.data, WRITE_AT_PREFIX_SIZE)
+    return out
   }
-  // The compressor leaves 10 bytes in front of its body for this header, so the body is not copied again.
-  const out = SiloCompression.compress(p.compression, p.data, 10)
+  // The compressor leaves room in front of its body for this header, so the body is not copied again.
+  const out = SiloCompression.compress(p.compression, p.data, WRITE_AT_PREFIX_SIZE)
   out[0] = Command.WriteAt
   out[1] = SiloCompression.CompressionType[p.compression]
   putI64le(out, 2, p.offset)

@@ -6,6 +6,26 @@
 /**
  * @since 0.1.0
  */
+export * as CdmDeletions from "./CdmDeletions.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as CdmMapHeader from "./CdmMapHeader.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as CdmPacket from "./CdmPacket.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as CdmSlotstamp from "./CdmSlotstamp.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as DecodeError from "./DecodeError.ts"
 
 /**
@@ -31,6 +51,11 @@ export * as DnetStructs from "./DnetStructs.ts"
 /**
  * @since 0.1.0
  */
+export * as FlashPacket from "./FlashPacket.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as SiloCompression from "./SiloCompression.ts"
 
 /**
@@ -52,3 +77,18 @@ export * as SiloPacket from "./SiloPacket.ts"
  * @since 0.1.0
  */
 export * as StreamParser from "./StreamParser.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as T2Direction from "./T2Direction.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as T2Json from "./T2Json.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as T2Packet from "./T2Packet.ts"

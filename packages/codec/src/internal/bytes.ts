@@ -34,7 +34,16 @@ export const i64le = (b: Uint8Array, o: number): number | undefined => {
 }
 
 /** An unsigned 64-bit little-endian value as a bigint (for opaque ids and flag words). */
-export const u64leBig = (b: Uint8Array, o: number): bigint => (BigInt(u32le(b, o + 4)) << 32n) | BigInt(u32le(b, o))
+export const u64leBig = (b: Uint8Array, o: number): bigint => {
+  const high = u32le(b, o + 4)
+  const low = u32le(b, o)
+  // Most 64-bit words on the wire are small or only carry a top flag bit; skip the BigInt shift for those.
+  if (high === 0) return BigInt(low)
+  if (high === 0x8000_0000) return TOP_BIT | BigInt(low)
+  return (BigInt(high) << 32n) | BigInt(low)
+}
+
+const TOP_BIT = 1n << 63n
 
 /** An unsigned 64-bit big-endian value as a number, or `undefined` when it exceeds 2^53 - 1. */
 export const u64be = (b: Uint8Array, o: number): number | undefined => {
@@ -68,13 +77,18 @@ export const putU32be = (b: Uint8Array, o: number, v: number): void => {
 
 /** Writes a safe integer (negative values as two's complement) as 64-bit little-endian. */
 export const putI64le = (b: Uint8Array, o: number, v: number): void => {
-  const low = v % 0x1_0000_0000
-  const high = Math.floor(v / 0x1_0000_0000)
-  putU32le(b, o, low < 0 ? low + 0x1_0000_0000 : low)
-  putU32le(b, o + 4, high)
+  // ToUint32 is exact modulo 2^32 for every safe integer, negative ones included, so the division is exact.
+  const low = v >>> 0
+  putU32le(b, o, low)
+  putU32le(b, o + 4, (v - low) / 0x1_0000_0000)
 }
 
 export const putU64leBig = (b: Uint8Array, o: number, v: bigint): void => {
+  if (v >= 0n && v <= 0xffff_ffffn) {
+    putU32le(b, o, Number(v))
+    putU32le(b, o + 4, 0)
+    return
+  }
   putU32le(b, o, Number(v & 0xffff_ffffn))
   putU32le(b, o + 4, Number((v >> 32n) & 0xffff_ffffn))
 }
