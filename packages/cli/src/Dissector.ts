@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { DnetJson, DnetPacket, SiloFrame, SiloJson, T2Json } from "@tessera/codec"
-import type { Decoded } from "@tessera/codec/DecodeError"
+import type { Decoded, DecodeError } from "@tessera/codec/DecodeError"
 import * as Hex from "effect/encoding/Hex"
 import * as Result from "effect/Result"
 import * as Lines from "./Lines.ts"
@@ -23,14 +23,25 @@ export interface Failure {
 }
 
 /**
+ * What one step of decoding produced: the records decoded before any failure, then the failure if one came.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Inspected {
+  readonly records: ReadonlyArray<unknown>
+  readonly failure?: Failure
+}
+
+/**
  * Decodes pushed input into JSON records.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Inspector {
-  readonly push: (chunk: Uint8Array) => Result.Result<ReadonlyArray<unknown>, Failure>
-  readonly end: () => Result.Result<ReadonlyArray<unknown>, Failure>
+  readonly push: (chunk: Uint8Array) => Inspected
+  readonly end: () => Inspected
 }
 
 /**
@@ -62,6 +73,9 @@ export type ProtocolName = (typeof protocols)[number]
 
 const located = (error: { readonly message: string }, offset: number): Failure => ({ message: error.message, offset })
 
+/** A stream parser's error already carries its stream offset. */
+const atItsOffset = (error: DecodeError): Failure => located(error, error.offset)
+
 /** Decodes every frame a stream parser yields, stopping at the first failure. */
 const streamInspector = <F extends { readonly offset: number }>(
   parser: {
@@ -69,23 +83,33 @@ const streamInspector = <F extends { readonly offset: number }>(
     readonly end: () => Decoded<void>
   },
   toJson: (frame: F) => Result.Result<unknown, Failure>
-): Inspector => ({
-  push: (chunk): Result.Result<ReadonlyArray<unknown>, Failure> => {
-    const frames = parser.push(chunk)
-    if (Result.isFailure(frames)) return Result.fail(located(frames.failure, frames.failure.offset))
+): Inspector => {
+  const decode = (frames: Decoded<ReadonlyArray<F>>): Inspected => {
+    if (Result.isFailure(frames)) return { records: [], failure: atItsOffset(frames.failure) }
     const records: Array<unknown> = []
     for (const frame of frames.success) {
       const record = toJson(frame)
-      if (Result.isFailure(record)) return Result.fail(record.failure)
+      if (Result.isFailure(record)) return { records, failure: record.failure }
       records.push(record.success)
     }
-    return Result.succeed(records)
-  },
-  end: () => {
-    const ended = parser.end()
-    return Result.isFailure(ended) ? Result.fail(located(ended.failure, ended.failure.offset)) : Result.succeed([])
+    return { records }
   }
-})
+  return {
+    push: (chunk) => {
+      const inspected = decode(parser.push(chunk))
+      if (inspected.failure) return inspected
+      // The parser delivers the frames ahead of a bad one first; an empty push surfaces the error at once.
+      const pending = parser.push(EMPTY)
+      return Result.isFailure(pending) ? { records: inspected.records, failure: atItsOffset(pending.failure) } : inspected
+    },
+    end: () => {
+      const ended = parser.end()
+      return Result.isFailure(ended) ? { records: [], failure: atItsOffset(ended.failure) } : { records: [] }
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0)
 
 const silo: Dissector = {
   inspector: () =>
@@ -105,20 +129,20 @@ const dnet: Dissector = {
 }
 
 /** Decodes T2 text input: one packet of hex per line; blank lines and `#` comments are skipped. */
-const decodeT2Lines = (lines: ReadonlyArray<Lines.Line>): Result.Result<ReadonlyArray<unknown>, Failure> => {
+const decodeT2Lines = (lines: ReadonlyArray<Lines.Line>): Inspected => {
   const records: Array<unknown> = []
   for (const line of lines) {
     const text = line.text.trim()
     if (text === "" || text.startsWith("#")) continue
     const bytes = Hex.decode(text.replace(/\s+/g, ""))
     if (Result.isFailure(bytes)) {
-      return Result.fail({ message: `line is not hex: ${bytes.failure.message}`, offset: line.offset })
+      return { records, failure: { message: `line is not hex: ${bytes.failure.message}`, offset: line.offset } }
     }
     const record = T2Json.toJson(bytes.success)
-    if (Result.isFailure(record)) return Result.fail(located(record.failure, line.offset))
+    if (Result.isFailure(record)) return { records, failure: located(record.failure, line.offset) }
     records.push(record.success)
   }
-  return Result.succeed(records)
+  return { records }
 }
 
 const t2Inspector = (): Inspector => {

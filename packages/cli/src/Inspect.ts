@@ -8,7 +8,6 @@ import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
-import * as Result from "effect/Result"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
 import { BadInput } from "./CliFailure.ts"
@@ -16,17 +15,17 @@ import * as Dissector from "./Dissector.ts"
 import * as JsonLine from "./JsonLine.ts"
 import * as Source from "./Source.ts"
 
-const toLines = (
-  decoded: Result.Result<ReadonlyArray<unknown>, Dissector.Failure>
-): Stream.Stream<string, BadInput> =>
-  Result.match(decoded, {
-    onSuccess: (records) => Stream.fromIterable(records.map(JsonLine.stringify)),
-    onFailure: (failure) =>
-      Stream.concat(
-        Stream.make(JsonLine.stringify({ error: failure.message, offset: failure.offset })),
-        Stream.fail(new BadInput({ message: failure.message, reported: true }))
-      )
-  })
+/** The records as JSON lines; a failure adds its error line after them and ends the stream with exit code 2. */
+const toLines = ({ failure, records }: Dissector.Inspected): Stream.Stream<string, BadInput> => {
+  const lines = Stream.fromIterable(records.map(JsonLine.stringify))
+  return failure === undefined ? lines : Stream.concat(
+    lines,
+    Stream.concat(
+      Stream.make(JsonLine.stringify({ error: failure.message, offset: failure.offset })),
+      Stream.fail(new BadInput({ message: failure.message, reported: true }))
+    )
+  )
+}
 
 /**
  * The `inspect` command.

@@ -132,4 +132,68 @@ describe("tessera inspect / craft", () => {
         assert.include(run.stdout.toString(), "USAGE")
       }
     }))
+
+  it.effect("dnet: craft then inspect round-trips a WRITE with its data, byte for byte", () =>
+    Effect.gen(function*() {
+      const write = {
+        packet: "WRITE",
+        cmd: { id_hex: "ab".repeat(64), group_id: 2, flags: ["NEED_ACK"], trans: 7 },
+        attrs: [{
+          cmd: "WRITE",
+          io: { parent_hex: "00".repeat(64), id_hex: "ab".repeat(64), flags: ["APPEND"], offset: 0, size: 5 },
+          data_hex: Buffer.from("hello").toString("hex")
+        }]
+      }
+      const crafted = yield* tessera(["craft", "dnet"], JSON.stringify(write) + "\n" + JSON.stringify(write) + "\n")
+      assert.strictEqual(crafted.code, 0, crafted.stderr)
+      assert.strictEqual(crafted.stdout.length, 2 * (96 + 24 + 168 + 5))
+      const inspected = yield* tessera(["inspect", "dnet", "-"], crafted.stdout)
+      assert.strictEqual(inspected.code, 0, inspected.stderr)
+      const records = jsonLines(inspected.stdout)
+      assert.strictEqual(records.length, 2)
+      const record = records[0] as { packet: string; attrs: Array<{ data_hex: string }> }
+      assert.strictEqual(record.packet, "WRITE")
+      assert.strictEqual(record.attrs[0]!.data_hex, "68656c6c6f")
+      const again = yield* tessera(["craft", "dnet"], inspected.stdout)
+      assert.deepStrictEqual(again.stdout, crafted.stdout)
+    }))
+
+  it.effect("dnet: a packet whose attribute overruns cmd.size is refused at its offset", () =>
+    Effect.gen(function*() {
+      const crafted = yield* tessera(
+        ["craft", "dnet"],
+        JSON.stringify({ cmd: { id_hex: "00".repeat(64), group_id: 1, trans: 1 }, attrs: [{ cmd: "STAT" }] })
+      )
+      assert.strictEqual(crafted.code, 0, crafted.stderr)
+      const bytes = Buffer.from(crafted.stdout)
+      bytes.writeUInt32LE(24 + 1000, 96) // attr.size beyond what cmd.size holds
+      const run = yield* tessera(["inspect", "dnet"], bytes)
+      assert.strictEqual(run.code, 2)
+      const [error] = jsonLines(run.stdout)
+      assert.isAtLeast(Number(error!.offset), 96)
+    }))
+
+  it.effect("t2: one hex packet per line in, one JSON object per packet out, and back", () =>
+    Effect.gen(function*() {
+      const lines = "# a CDM chunk request and a data packet\n82 83 43 05 52 07 CA 00 00 04 00\n\n87834405520 7ca00000400 03414243f6f600\n"
+      const inspected = yield* tessera(["inspect", "t2"], lines)
+      assert.strictEqual(inspected.code, 0, inspected.stderr)
+      const records = jsonLines(inspected.stdout)
+      assert.deepStrictEqual(records.map((r) => r.packet), ["cdm_c", "cdm_d"])
+      const crafted = yield* tessera(["craft", "t2"], inspected.stdout)
+      assert.strictEqual(crafted.code, 0, crafted.stderr)
+      assert.deepStrictEqual(crafted.stdout.toString().trim().split("\n"), [
+        "828343055207ca00000400",
+        "878344055207ca0000040003414243f6f600"
+      ])
+    }))
+
+  it.effect("t2: a bad line is reported with its byte offset", () =>
+    Effect.gen(function*() {
+      const run = yield* tessera(["inspect", "t2"], "828343055207ca00000400\nzz\n")
+      assert.strictEqual(run.code, 2)
+      const records = jsonLines(run.stdout)
+      assert.strictEqual(records.length, 2)
+      assert.strictEqual(records[1]!.offset, 23)
+    }))
 })
