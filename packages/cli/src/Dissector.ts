@@ -100,7 +100,9 @@ const streamInspector = <F extends { readonly offset: number }>(
       if (inspected.failure) return inspected
       // The parser delivers the frames ahead of a bad one first; an empty push surfaces the error at once.
       const pending = parser.push(EMPTY)
-      return Result.isFailure(pending) ? { records: inspected.records, failure: atItsOffset(pending.failure) } : inspected
+      return Result.isFailure(pending)
+        ? { records: inspected.records, failure: atItsOffset(pending.failure) }
+        : inspected
     },
     end: () => {
       const ended = parser.end()

@@ -8,6 +8,7 @@ import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
 import { BadInput } from "./CliFailure.ts"
@@ -50,8 +51,13 @@ export const command = Command.make(
   },
   Effect.fn("inspect")(function*({ file, hex, protocol }) {
     const stdio = yield* Stdio.Stdio
-    const inspector = Dissector.forProtocol(protocol).inspector()
-    yield* Source.read(file, hex).pipe(
+    const dissector = Dissector.forProtocol(protocol)
+    const inspector = dissector.inspector()
+    // For a packet-per-line format the hex given on the command line is itself the text to read.
+    const input = dissector.packetPerLine && Option.isSome(hex)
+      ? Stream.make(new TextEncoder().encode(hex.value))
+      : Source.read(file, hex)
+    yield* input.pipe(
       Stream.flatMap((chunk) => toLines(inspector.push(chunk))),
       Stream.concat(Stream.suspend(() => toLines(inspector.end()))),
       Stream.run(stdio.stdout({ endOnDone: false }))

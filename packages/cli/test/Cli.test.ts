@@ -175,7 +175,8 @@ describe("tessera inspect / craft", () => {
 
   it.effect("t2: one hex packet per line in, one JSON object per packet out, and back", () =>
     Effect.gen(function*() {
-      const lines = "# a CDM chunk request and a data packet\n82 83 43 05 52 07 CA 00 00 04 00\n\n87834405520 7ca00000400 03414243f6f600\n"
+      const lines =
+        "# a CDM chunk request and a data packet\n82 83 43 05 52 07 CA 00 00 04 00\n\n87834405520 7ca00000400 03414243f6f600\n"
       const inspected = yield* tessera(["inspect", "t2"], lines)
       assert.strictEqual(inspected.code, 0, inspected.stderr)
       const records = jsonLines(inspected.stdout)
@@ -186,6 +187,16 @@ describe("tessera inspect / craft", () => {
         "828343055207ca00000400",
         "878344055207ca0000040003414243f6f600"
       ])
+    }))
+
+  it.effect("t2: --hex is one packet, spaces allowed", () =>
+    Effect.gen(function*() {
+      const run = yield* tessera(["inspect", "t2", "--hex", "82 83 43 05 52 07 ca 00 00 04 00"])
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.deepStrictEqual(jsonLines(run.stdout), [{
+        packet: "cdm_c",
+        fields: { dir: "ET", slotstamp: 0x055207ca, position: 1024 }
+      }])
     }))
 
   it.effect("t2: a bad line is reported with its byte offset", () =>

@@ -23,7 +23,18 @@
 import * as Result from "effect/Result"
 import { type Decoded, DecodeError } from "./DecodeError.ts"
 import { ADDR_SIZE, AUTH_COOKIE_SIZE, CSUM_SIZE, ID_SIZE } from "./DnetConstants.ts"
-import { i32le, putI64le, putU16le, putU32le, putU64leBig, u16le, u32le, u64le, u64leBig } from "./internal/bytes.ts"
+import {
+  i32le,
+  putI64le,
+  putU16le,
+  putU32le,
+  putU64leBig,
+  u16le,
+  u32le,
+  u64le,
+  u64leBig,
+  view
+} from "./internal/bytes.ts"
 
 /**
  * Encoder and decoder of one fixed-size struct.
@@ -320,7 +331,7 @@ class Fields {
     return u64leBig(this.bytes, this.base + at)
   }
   view(at: number, length: number): Uint8Array {
-    return this.bytes.subarray(this.base + at, this.base + at + length)
+    return view(this.bytes, this.base + at, length)
   }
   /** A reserved region: undefined when all zero (the normal case), else a view of it. */
   reserved(at: number, length: number): Uint8Array | undefined {
@@ -333,12 +344,16 @@ class Fields {
 
 /** Copies `value` into a fixed-size array field, truncating or zero-padding it as the original does for IDs. */
 const putFixed = (bytes: Uint8Array, offset: number, length: number, value: Uint8Array | undefined): void => {
-  let n = 0
-  if (value !== undefined) {
-    n = Math.min(value.length, length)
-    bytes.set(value.length > length ? value.subarray(0, length) : value, offset)
+  if (value === undefined) {
+    bytes.fill(0, offset, offset + length)
+  } else if (value.length === length) {
+    bytes.set(value, offset) // the usual case: a full-size id, no padding to write
+  } else if (value.length > length) {
+    bytes.set(value.subarray(0, length), offset)
+  } else {
+    bytes.set(value, offset)
+    bytes.fill(0, offset + value.length, offset + length)
   }
-  bytes.fill(0, offset + n, offset + length)
 }
 
 const make = <A>(

@@ -9,7 +9,7 @@
  */
 import * as Result from "effect/Result"
 import { type Decoded, fail } from "./DecodeError.ts"
-import { putU32le, u32le } from "./internal/bytes.ts"
+import { putU32le, u32le, view } from "./internal/bytes.ts"
 import * as StreamParser from "./StreamParser.ts"
 
 /**
@@ -143,5 +143,10 @@ export const makeParser = (options?: ParserOptions): Parser =>
     decodeFrame: ({ bytes, offset }) =>
       bytes.length === HEADER_SIZE
         ? fail("silo", "frame", 0, "invalid packet: empty payload (a frame needs its command byte)")
-        : Result.succeed({ offset, dev: u32le(bytes, 0), id: u32le(bytes, 4), payload: bytes.subarray(HEADER_SIZE) })
+        : Result.succeed({
+          offset,
+          dev: u32le(bytes, 0),
+          id: u32le(bytes, 4),
+          payload: view(bytes, HEADER_SIZE, bytes.length - HEADER_SIZE)
+        })
   })

@@ -20,7 +20,19 @@
  */
 import * as Result from "effect/Result"
 import { type Decoded, DecodeError, fail } from "./DecodeError.ts"
-import { ByteWriter, fromUtf8, i32le, i64le, putI64le, u16le, u32le, u64le, u64leBig, utf8 } from "./internal/bytes.ts"
+import {
+  ByteWriter,
+  fromUtf8,
+  i32le,
+  i64le,
+  putI64le,
+  u16le,
+  u32le,
+  u64le,
+  u64leBig,
+  utf8,
+  view
+} from "./internal/bytes.ts"
 import * as SiloCompression from "./SiloCompression.ts"
 
 // -----------------------------------------------------------------------------
@@ -874,7 +886,7 @@ export const decodeWriteAtData = (bytes: Uint8Array): Decoded<WriteAt> => {
   if (bad) return bad
   const offset = i64le(bytes, 2)
   if (offset === undefined) return unsafe("WriteAt", 2, "offset")
-  return Result.succeed({ _tag: "WriteAt", offset, data: bytes.subarray(10), compression: "None" })
+  return Result.succeed({ _tag: "WriteAt", offset, data: view(bytes, 10, bytes.length - 10), compression: "None" })
 }
 
 /**

@@ -14,6 +14,7 @@
  */
 import * as Result from "effect/Result"
 import { type Decoded, DecodeError, type Protocol } from "./DecodeError.ts"
+import { view } from "./internal/bytes.ts"
 
 /**
  * One whole frame: its bytes (header included) and the stream offset of its first byte.
@@ -79,14 +80,14 @@ export const make = <A>(format: FrameFormat<A>): StreamParser<A> => {
     const head = chunks[first]!
     const available = head.length - firstOffset
     if (available >= size) {
-      const view = head.subarray(firstOffset, firstOffset + size)
+      const frame = view(head, firstOffset, size)
       firstOffset += size
       if (firstOffset === head.length) {
         chunks[first++] = EMPTY
         firstOffset = 0
       }
       buffered -= size
-      return view
+      return frame
     }
     const out = new Uint8Array(size)
     let filled = 0

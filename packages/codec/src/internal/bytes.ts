@@ -155,6 +155,13 @@ export class ByteWriter {
   }
 }
 
+/**
+ * A view of `length` bytes of `bytes` from `start`, like `subarray` but built with the constructor, which skips
+ * subarray's species lookup and costs about half as much; this matters for the per-frame payload views.
+ */
+export const view = (bytes: Uint8Array, start: number, length: number): Uint8Array =>
+  new Uint8Array(bytes.buffer, bytes.byteOffset + start, length)
+
 const utf8Encoder = new TextEncoder()
 const utf8Decoder = new TextDecoder("utf-8", { fatal: false })
 
