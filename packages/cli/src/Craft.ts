@@ -5,7 +5,6 @@
  *
  * @since 0.1.0
  */
-import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
@@ -14,7 +13,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
-import { BadInput } from "./CliFailure.ts"
+import type { BadInput } from "./CliFailure.ts"
 import * as Dissector from "./Dissector.ts"
 import * as JsonLine from "./JsonLine.ts"
 import * as Lines from "./Lines.ts"
@@ -37,13 +36,8 @@ const parseJson = (text: string): Result.Result<unknown, string> => {
 export const command = Command.make(
   "craft",
   {
-    protocol: Argument.Literals("protocol", Dissector.protocols).pipe(
-      Argument.withDescription("Wire format to produce")
-    ),
-    file: Argument.String("file").pipe(
-      Argument.withDescription("JSON lines file, or - for standard input (the default)"),
-      Argument.optional
-    ),
+    protocol: Dissector.protocolArgument("Wire format to produce"),
+    file: Source.fileArgument("JSON lines"),
     hex: Flag.Boolean("hex").pipe(
       Flag.withDescription("Print one hex line per packet instead of raw bytes"),
       Flag.withDefault(false)
@@ -63,11 +57,7 @@ export const command = Command.make(
           (record) => Result.mapError(dissector.craft(record), (error) => error.message)
         )
         if (Result.isFailure(bytes)) {
-          out.push(JsonLine.stringify({ error: bytes.failure, offset: line.offset }))
-          return Stream.concat(
-            Stream.fromIterable(out),
-            Stream.fail(new BadInput({ message: bytes.failure, reported: true }))
-          )
+          return Stream.concat(Stream.fromIterable(out), JsonLine.failWith(bytes.failure, line.offset))
         }
         out.push(asHex ? `${Hex.encode(bytes.success)}\n` : bytes.success)
       }

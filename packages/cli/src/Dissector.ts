@@ -7,6 +7,7 @@
  */
 import { DnetJson, DnetPacket, SiloFrame, SiloJson, T2Json } from "@tessera/codec"
 import type { Decoded, DecodeError } from "@tessera/codec/DecodeError"
+import * as Argument from "effect/cli/Argument"
 import * as Hex from "effect/encoding/Hex"
 import * as Result from "effect/Result"
 import * as Lines from "./Lines.ts"
@@ -64,6 +65,15 @@ export interface Dissector {
  * @category models
  */
 export const protocols = ["silo", "dnet", "t2"] as const
+
+/**
+ * The protocol argument of `inspect` and `craft`.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const protocolArgument = (description: string) =>
+  Argument.Literals("protocol", protocols).pipe(Argument.withDescription(description))
 
 /**
  * @since 0.1.0

@@ -4,14 +4,13 @@
  *
  * @since 0.1.0
  */
-import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
-import { BadInput } from "./CliFailure.ts"
+import type { BadInput } from "./CliFailure.ts"
 import * as Dissector from "./Dissector.ts"
 import * as JsonLine from "./JsonLine.ts"
 import * as Source from "./Source.ts"
@@ -19,13 +18,7 @@ import * as Source from "./Source.ts"
 /** The records as JSON lines; a failure adds its error line after them and ends the stream with exit code 2. */
 const toLines = ({ failure, records }: Dissector.Inspected): Stream.Stream<string, BadInput> => {
   const lines = Stream.fromIterable(records.map(JsonLine.stringify))
-  return failure === undefined ? lines : Stream.concat(
-    lines,
-    Stream.concat(
-      Stream.make(JsonLine.stringify({ error: failure.message, offset: failure.offset })),
-      Stream.fail(new BadInput({ message: failure.message, reported: true }))
-    )
-  )
+  return failure === undefined ? lines : Stream.concat(lines, JsonLine.failWith(failure.message, failure.offset))
 }
 
 /**
@@ -37,13 +30,8 @@ const toLines = ({ failure, records }: Dissector.Inspected): Stream.Stream<strin
 export const command = Command.make(
   "inspect",
   {
-    protocol: Argument.Literals("protocol", Dissector.protocols).pipe(
-      Argument.withDescription("Wire format of the input")
-    ),
-    file: Argument.String("file").pipe(
-      Argument.withDescription("Input file, or - for standard input (the default)"),
-      Argument.optional
-    ),
+    protocol: Dissector.protocolArgument("Wire format of the input"),
+    file: Source.fileArgument("Input"),
     hex: Flag.String("hex").pipe(
       Flag.withDescription("Decode this hex string instead of reading a file"),
       Flag.optional

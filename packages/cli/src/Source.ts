@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as Argument from "effect/cli/Argument"
 import * as Effect from "effect/Effect"
 import * as Hex from "effect/encoding/Hex"
 import * as FileSystem from "effect/FileSystem"
@@ -24,6 +25,18 @@ export const fromHex = (text: string): Result.Result<Uint8Array, BadInput> => {
   const compact = text.replace(/\s+/g, "").replace(/^0x/i, "")
   return Result.mapError(Hex.decode(compact), () => new BadInput({ message: `not valid hex: ${abbreviate(text)}` }))
 }
+
+/**
+ * The optional FILE argument of commands that read input; `-` or nothing means standard input.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const fileArgument = (what: string) =>
+  Argument.String("file").pipe(
+    Argument.withDescription(`${what} file, or - for standard input (the default)`),
+    Argument.optional
+  )
 
 /**
  * The input bytes of a command: `--hex` wins, then FILE, then standard input.

@@ -15,7 +15,16 @@ const slotSize = SLAB.length / slots
 let sink = 0
 
 // --- Silo frame header: 12 bytes ---------------------------------------------------------------------------
+const headers = new SiloFrame.HeaderSlab(SLAB)
 const siloHeaderOurs = () => {
+  for (let i = 0; i < BATCH; i++) {
+    const at = (i % slots) * slotSize
+    headers.encode(at, 1, i, 4096)
+    const header = headers.decode(at)
+    if (Result.isSuccess(header)) sink += header.success.id
+  }
+}
+const siloHeaderShifts = () => {
   for (let i = 0; i < BATCH; i++) {
     const at = (i % slots) * slotSize
     SiloFrame.encodeHeaderInto(SLAB, at, 1, i, 4096)
@@ -139,7 +148,8 @@ const dnetBare = () => {
 }
 
 const cases = [
-  { name: "silo frame header (12 B)", ours: siloHeaderOurs, bare: siloHeaderBare },
+  { name: "silo frame header (12 B), HeaderSlab", ours: siloHeaderOurs, bare: siloHeaderBare },
+  { name: "silo frame header (12 B), any Uint8Array", ours: siloHeaderShifts, bare: siloHeaderBare },
   { name: "silo WriteAt frame (64 KiB view)", ours: writeAtOurs, bare: writeAtBare },
   { name: "dnet cmd+attr+io_attr (288 B)", ours: dnetOurs, bare: dnetBare }
 ] as const

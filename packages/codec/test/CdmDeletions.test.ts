@@ -3,7 +3,7 @@ import { Result } from "effect"
 import fc from "fast-check"
 import * as crypto from "node:crypto"
 import * as CdmDeletions from "../src/CdmDeletions.ts"
-import { bytes, failure, mutated, noThrow, ok, plain, toHex, u8 } from "./utils/T2Arbitraries.ts"
+import { bytes, failure, mutated, noThrow, ok, plain, refusedBy, toHex, u8 } from "./utils/T2Arbitraries.ts"
 
 const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0))
 const SIGNING = 0x015207ca
@@ -21,12 +21,7 @@ const handMade = (signature?: Uint8Array): Uint8Array => {
   return b
 }
 
-const refused = (input: Uint8Array, offset: number, reason: string) => {
-  const error = failure(CdmDeletions.decode(input))
-  assert.strictEqual(error.protocol, "t2")
-  assert.strictEqual(error.offset, offset, error.message)
-  assert.include(error.reason, reason)
-}
+const refused = refusedBy(CdmDeletions.decode)
 
 const edited = (edit: (b: Uint8Array) => void): Uint8Array => {
   const b = handMade()

@@ -3,7 +3,7 @@ import { Result } from "effect"
 import fc from "fast-check"
 import * as crypto from "node:crypto"
 import * as CdmMapHeader from "../src/CdmMapHeader.ts"
-import { bytes, failure, mutated, noThrow, ok, plain, slotstamp, toHex, u8 } from "./utils/T2Arbitraries.ts"
+import { bytes, failure, mutated, noThrow, ok, plain, refusedBy, slotstamp, toHex, u8 } from "./utils/T2Arbitraries.ts"
 
 const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0))
 const filled = (length: number, value: number) => new Uint8Array(length).fill(value)
@@ -24,12 +24,7 @@ const handMade = (): Uint8Array => {
   return b
 }
 
-const refused = (input: Uint8Array, offset: number, reason: string) => {
-  const error = failure(CdmMapHeader.decode(input))
-  assert.strictEqual(error.protocol, "t2")
-  assert.strictEqual(error.offset, offset, error.message)
-  assert.include(error.reason, reason)
-}
+const refused = refusedBy(CdmMapHeader.decode)
 
 const edited = (edit: (b: Uint8Array) => void): Uint8Array => {
   const b = handMade()

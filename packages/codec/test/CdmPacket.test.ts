@@ -12,6 +12,7 @@ import {
   noThrow,
   ok,
   plain,
+  refusedBy,
   toHex,
   viewsOf
 } from "./utils/T2Arbitraries.ts"
@@ -21,12 +22,7 @@ const decodeHex = (hex: string) => ok(CdmPacket.decode(fromHex(hex)))
 const encodeHex = (packet: CdmPacket.CdmPacket) => toHex(ok(CdmPacket.encode(packet)))
 const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0))
 
-const refused = (hex: string, offset: number, reason: string) => {
-  const error = failure(CdmPacket.decode(fromHex(hex)))
-  assert.strictEqual(error.protocol, "t2")
-  assert.strictEqual(error.offset, offset, error.message)
-  assert.include(error.reason, reason)
-}
+const refused = refusedBy(CdmPacket.decode)
 
 // h = (h·2 XOR b XOR h >> 11) AND 0xFFFF, written with arithmetic instead of shifts.
 const reference = (data: Uint8Array) => {

@@ -4,24 +4,11 @@ import fc from "fast-check"
 import { AttrFlags, CmdFlags, Command, IoFlags, TRANS_REPLY } from "../src/DnetConstants.ts"
 import * as DnetJson from "../src/DnetJson.ts"
 import * as DnetPacket from "../src/DnetPacket.ts"
-import type * as DnetStructs from "../src/DnetStructs.ts"
 import * as Arb from "./utils/DnetArbitraries.ts"
 
-const key = Uint8Array.from({ length: 64 }, (_, i) => i)
+const { io, key } = Arb
 const keyHex = Array.from(key, (b) => b.toString(16).padStart(2, "0")).join("")
 const zeroHex = "00".repeat(64)
-
-const io = (fields: Partial<DnetStructs.IoAttr>): DnetStructs.IoAttr => ({
-  parent: new Uint8Array(64),
-  id: key,
-  start: 0,
-  num: 0,
-  type: 0,
-  flags: 0,
-  offset: 0,
-  size: 0,
-  ...fields
-})
 
 const write: DnetPacket.Packet = {
   id: { id: key, groupId: 2, type: 0 },

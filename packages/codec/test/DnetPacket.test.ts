@@ -8,21 +8,8 @@ import * as DnetStructs from "../src/DnetStructs.ts"
 import { split } from "./utils/chunks.ts"
 import * as Arb from "./utils/DnetArbitraries.ts"
 
-const key = Uint8Array.from({ length: 64 }, (_, i) => i)
+const { io, key } = Arb
 const id: DnetStructs.Id = { id: key, groupId: 2, type: 0 }
-const zeroKey = new Uint8Array(64)
-
-const io = (fields: Partial<DnetStructs.IoAttr>): DnetStructs.IoAttr => ({
-  parent: zeroKey,
-  id: key,
-  start: 0,
-  num: 0,
-  type: 0,
-  flags: 0,
-  offset: 0,
-  size: 0,
-  ...fields
-})
 
 const decodeOk = (bytes: Uint8Array): DnetPacket.Packet => {
   const result = DnetPacket.decodePacket(bytes)

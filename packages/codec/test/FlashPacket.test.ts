@@ -3,14 +3,9 @@ import { Result } from "effect"
 import fc from "fast-check"
 import * as FlashPacket from "../src/FlashPacket.ts"
 import * as T2Direction from "../src/T2Direction.ts"
-import { bytes, failure, flash, fromHex, mutated, noThrow, ok, toHex } from "./utils/T2Arbitraries.ts"
+import { bytes, failure, flash, fromHex, mutated, noThrow, ok, refusedBy, toHex } from "./utils/T2Arbitraries.ts"
 
-const refused = (hex: string, offset: number, reason: string) => {
-  const error = failure(FlashPacket.decode(fromHex(hex)))
-  assert.strictEqual(error.protocol, "t2")
-  assert.strictEqual(error.offset, offset, error.message)
-  assert.include(error.reason, reason)
-}
+const refused = refusedBy(FlashPacket.decode)
 
 const canonical = (input: Uint8Array) => {
   const result = noThrow(FlashPacket.decode, input)

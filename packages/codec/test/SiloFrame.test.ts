@@ -49,6 +49,20 @@ describe("SiloFrame", () => {
     assert.isTrue(Result.isFailure(short))
   })
 
+  it("HeaderSlab writes the same bytes as encodeHeaderInto and reads them back", () => {
+    fc.assert(fc.property(fc.nat({ max: 100 }), u32, u32, u32, (at, dev, id, length) => {
+      const slab = new SiloFrame.HeaderSlab(new Uint8Array(128).subarray(3))
+      slab.encode(at, dev, id, length)
+      const expected = new Uint8Array(125)
+      SiloFrame.encodeHeaderInto(expected, at, dev, id, length)
+      assert.strictEqual(toHex(slab.bytes), toHex(expected))
+      assert.deepStrictEqual(Result.getOrThrow(slab.decode(at)), { dev, id, length })
+    }))
+    const slab = new SiloFrame.HeaderSlab(new Uint8Array(20))
+    assert.isTrue(Result.isFailure(slab.decode(9)))
+    assert.isTrue(Result.isFailure(slab.decode(-1)))
+  })
+
   it("refuses to encode an empty payload", () => {
     assert.throws(() => SiloFrame.encode(1, 1, new Uint8Array(0)), RangeError)
   })

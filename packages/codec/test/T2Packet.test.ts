@@ -12,6 +12,7 @@ import {
   noThrow,
   ok,
   plain,
+  refusedBy,
   t2Packet,
   toHex,
   viewsOf
@@ -28,12 +29,7 @@ const fixture = (hex: string, expected: T2Packet.T2Packet) => {
   assert.strictEqual(encodeHex(packet), hex.replace(/\s+/g, "").toLowerCase())
 }
 
-const refused = (hex: string, offset: number, reason: string) => {
-  const error = failure(T2Packet.decode(fromHex(hex)))
-  assert.strictEqual(error.protocol, "t2")
-  assert.strictEqual(error.offset, offset, error.message)
-  assert.include(error.reason, reason)
-}
+const refused = refusedBy(T2Packet.decode)
 
 const canonical = (input: Uint8Array) => {
   const result = noThrow(T2Packet.decode, input)

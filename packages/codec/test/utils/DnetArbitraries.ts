@@ -116,3 +116,19 @@ export const packet: fc.Arbitrary<DnetPacket.Packet> = fc.record({
   trans: u64,
   attrs: fc.array(attribute, { maxLength: 4 })
 })
+
+/** A 64-byte key 00 01 02 … 3f for hand-built packets. */
+export const key = Uint8Array.from({ length: 64 }, (_, i) => i)
+
+/** An io_attr for `key` with every other field zero unless given. */
+export const io = (fields: Partial<DnetStructs.IoAttr>): DnetStructs.IoAttr => ({
+  parent: new Uint8Array(64),
+  id: key,
+  start: 0,
+  num: 0,
+  type: 0,
+  flags: 0,
+  offset: 0,
+  size: 0,
+  ...fields
+})

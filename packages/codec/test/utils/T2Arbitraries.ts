@@ -37,6 +37,16 @@ export const failure = (result: Result.Result<unknown, DecodeError>): DecodeErro
   return result.failure
 }
 
+/** Asserts that `decode` refuses `input` (bytes, or hex) with a t2 DecodeError at `offset` whose reason names `reason`. */
+export const refusedBy =
+  <A>(decode: (bytes: Uint8Array) => Result.Result<A, DecodeError>) =>
+  (input: Uint8Array | string, offset: number, reason: string): void => {
+    const error = failure(decode(typeof input === "string" ? fromHex(input) : input))
+    assert.strictEqual(error.protocol, "t2")
+    assert.strictEqual(error.offset, offset, error.message)
+    assert.include(error.reason, reason)
+  }
+
 /** Calls a decoder and fails the test (instead of the run) if it throws. */
 export const noThrow = <A>(decode: (bytes: Uint8Array) => Result.Result<A, DecodeError>, bytes: Uint8Array) => {
   try {
