@@ -13,8 +13,13 @@ describe("Bitfield", () => {
         const field = new Bitfield(size)
         const model = new Set<number>()
         for (const [add, i] of ops) {
-          if (add) (field.set(i), model.add(i))
-          else (field.clear(i), model.delete(i))
+          if (add) {
+            field.set(i)
+            model.add(i)
+          } else {
+            field.clear(i)
+            model.delete(i)
+          }
         }
         const sorted = [...model].toSorted((a, b) => a - b)
         assert.deepStrictEqual([...field], sorted)
