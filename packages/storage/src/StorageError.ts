@@ -80,6 +80,20 @@ export class Unsupported extends Schema.TaggedError<Unsupported>()("Unsupported"
 }
 
 /**
+ * No object is stored under the key.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
+  key: Schema.String
+}) {
+  override get message(): string {
+    return `no object ${this.key}`
+  }
+}
+
+/**
  * What failed: one error for every storage operation, naming the device or store.
  *
  * @since 0.1.0
@@ -87,7 +101,7 @@ export class Unsupported extends Schema.TaggedError<Unsupported>()("Unsupported"
  */
 export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
   device: Schema.String,
-  reason: Schema.Union([OutOfRange, Closed, IoFailure, Corrupt, Unsupported])
+  reason: Schema.Union([OutOfRange, Closed, IoFailure, Corrupt, Unsupported, NotFound])
 }) {
   override get message(): string {
     return `${this.device}: ${this.reason.message}`
