@@ -28,13 +28,25 @@ export class Bitfield {
   clear(i: number): void {
     this.words[i >>> 5]! &= ~(1 << (i & 31))
   }
-  /** Sets bits `[from, to)`. */
+  /** Sets bits `[from, to)`, a word at a time. */
   setRange(from: number, to: number): void {
-    for (let i = from; i < to; i++) this.set(i)
+    this.#applyRange(from, to, true)
   }
-  /** Clears bits `[from, to)`. */
+  /** Clears bits `[from, to)`, a word at a time. */
   clearRange(from: number, to: number): void {
-    for (let i = from; i < to; i++) this.clear(i)
+    this.#applyRange(from, to, false)
+  }
+  #applyRange(from: number, to: number, value: boolean): void {
+    if (to <= from) return
+    const firstWord = from >>> 5
+    const lastWord = (to - 1) >>> 5
+    for (let word = firstWord; word <= lastWord; word++) {
+      const low = word === firstWord ? from & 31 : 0
+      const high = word === lastWord ? ((to - 1) & 31) + 1 : 32
+      // Bits [low, high) of this word; a full word is all ones.
+      const mask = high - low === 32 ? 0xffff_ffff : ((1 << (high - low)) - 1) << low
+      this.words[word] = value ? this.words[word]! | mask : this.words[word]! & ~mask
+    }
   }
   /** Whether every bit of `[from, to)` is set. */
   hasRange(from: number, to: number): boolean {

@@ -31,6 +31,31 @@ describe("Bitfield", () => {
     ))
   })
 
+  it("setRange and clearRange match bit-by-bit updates", () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 200 }).chain((size) =>
+        fc.tuple(
+          fc.constant(size),
+          fc.array(fc.tuple(fc.boolean(), fc.nat({ max: size }), fc.nat({ max: size })), { maxLength: 20 })
+        )
+      ),
+      ([size, ops]) => {
+        const field = new Bitfield(size)
+        const model = new Set<number>()
+        for (const [set, a, b] of ops) {
+          const [from, to] = a <= b ? [a, b] : [b, a]
+          if (set) field.setRange(from, to)
+          else field.clearRange(from, to)
+          for (let i = from; i < to; i++) {
+            if (set) model.add(i)
+            else model.delete(i)
+          }
+        }
+        assert.deepStrictEqual([...field], [...model].toSorted((x, y) => x - y))
+      }
+    ))
+  })
+
   it("setAll sets exactly size bits", () => {
     for (const size of [1, 31, 32, 33, 64, 100]) {
       const field = new Bitfield(size)
