@@ -59,7 +59,17 @@ import * as Path from "node:path"
 import * as BlobLog from "./internal/blobLog.ts"
 import * as KeyIndex from "./internal/keyIndex.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
-import { checkKey, checkList, checkRead, checkWrite, info, keyHex, notFound, place } from "./internal/objectStore.ts"
+import {
+  checkKey,
+  checkList,
+  checkRead,
+  checkWrite,
+  guarded,
+  info,
+  keyHex,
+  notFound,
+  place
+} from "./internal/objectStore.ts"
 import { close, io, readFully, syncDirectory, tempSuffix, unlessMissing, writeFully } from "./internal/storeFiles.ts"
 import { type ListOptions, ObjectStore, readLength, type Store, type WriteOptions } from "./ObjectStore.ts"
 import * as StorageError from "./StorageError.ts"
@@ -410,15 +420,16 @@ export const make = Effect.fn("BlobStore.make")(
     })
 
     return {
-      name,
+      ...guarded(name, lifecycle, {
+        write,
+        read,
+        remove,
+        stat,
+        list,
+        stats: Effect.sync(() => ({ objects: index.size(), bytes: liveBytes })),
+        flush: flush()
+      }),
       recovered: scanned.recovered,
-      write: (key, data, options) => lifecycle.guard(write(key, data, options)),
-      read: (key, offset, size) => lifecycle.guard(read(key, offset, size)),
-      remove: (key) => lifecycle.guard(remove(key)),
-      stat: (key) => lifecycle.guard(stat(key)),
-      list: (options) => lifecycle.guard(list(options)),
-      stats: lifecycle.guard(Effect.sync(() => ({ objects: index.size(), bytes: liveBytes }))),
-      flush: lifecycle.guard(flush()),
       compact: lifecycle.guard(compact())
     }
   }

@@ -38,6 +38,7 @@ import {
   checkList,
   checkRead,
   checkWrite,
+  guarded,
   info,
   KEY_HEX,
   keyFromHex,
@@ -302,16 +303,7 @@ export const make = Effect.fn("FileStore.make")(
       )
     })
 
-    return {
-      name,
-      write: (key, data, options) => lifecycle.guard(write(key, data, options)),
-      read: (key, offset, size) => lifecycle.guard(read(key, offset, size)),
-      remove: (key) => lifecycle.guard(remove(key)),
-      stat: (key) => lifecycle.guard(stat(key)),
-      list: (options) => lifecycle.guard(list(options)),
-      stats: lifecycle.guard(stats()),
-      flush: lifecycle.guard(flush())
-    }
+    return guarded(name, lifecycle, { write, read, remove, stat, list, stats: stats(), flush: flush() })
   }
 )
 

@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as KeyIndex from "./internal/keyIndex.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
-import { checkKey, checkList, checkRead, checkWrite, info, notFound, place } from "./internal/objectStore.ts"
+import { checkKey, checkList, checkRead, checkWrite, guarded, info, notFound, place } from "./internal/objectStore.ts"
 import { type ListOptions, ObjectStore, readLength, type Store, type WriteOptions } from "./ObjectStore.ts"
 import * as StorageError from "./StorageError.ts"
 
@@ -105,16 +105,15 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       return index.range(range).map((entry) => info(entry.key, entry.size, entry.modified))
     })
 
-    return {
-      name,
-      write: (key, data, options) => lifecycle.guard(write(key, data, options)),
-      read: (key, offset, size) => lifecycle.guard(read(key, offset, size)),
-      remove: (key) => lifecycle.guard(remove(key)),
-      stat: (key) => lifecycle.guard(stat(key)),
-      list: (options) => lifecycle.guard(list(options)),
-      stats: lifecycle.guard(Effect.sync(() => ({ objects: index.size(), bytes }))),
-      flush: lifecycle.guard(Effect.void)
-    }
+    return guarded(name, lifecycle, {
+      write,
+      read,
+      remove,
+      stat,
+      list,
+      stats: Effect.sync(() => ({ objects: index.size(), bytes })),
+      flush: Effect.void
+    })
   })
 
 /**

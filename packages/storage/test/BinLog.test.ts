@@ -10,18 +10,7 @@ import * as BinLog from "../src/BinLog.ts"
 import * as Device from "../src/Device.ts"
 import * as Memory from "../src/Memory.ts"
 import type * as Provider from "../src/Provider.ts"
-
-const bytes = (length: number, seed: number): Uint8Array => {
-  const out = new Uint8Array(length)
-  let x = seed | 1
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x
-  }
-  return out
-}
+import { bytes } from "./utils/random.ts"
 
 const temporaryDirectory = Effect.acquireRelease(
   Effect.promise(() => fs.mkdtemp(Path.join(os.tmpdir(), "tessera-binlog-"))),

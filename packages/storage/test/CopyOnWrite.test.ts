@@ -9,18 +9,7 @@ import * as Blocks from "../src/Blocks.ts"
 import * as CopyOnWrite from "../src/CopyOnWrite.ts"
 import * as Memory from "../src/Memory.ts"
 import * as Provider from "../src/Provider.ts"
-
-const bytes = (length: number, seed: number): Uint8Array => {
-  const out = new Uint8Array(length)
-  let x = seed | 1
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x
-  }
-  return out
-}
+import { bytes } from "./utils/random.ts"
 
 const read = (device: Provider.BlockDevice, offset: number, length: number) =>
   Effect.gen(function*() {

@@ -9,6 +9,7 @@ import * as FileStore from "../src/FileStore.ts"
 import * as MemoryStore from "../src/MemoryStore.ts"
 import { compareKeys, KEY_SIZE, type Store } from "../src/ObjectStore.ts"
 import type * as StorageError from "../src/StorageError.ts"
+import { random } from "./utils/random.ts"
 import { tempDir } from "./utils/tempDir.ts"
 
 interface Backend {
@@ -41,18 +42,6 @@ const key = (first: number, last = 0) => {
   k[0] = first
   k[KEY_SIZE - 1] = last
   return k
-}
-
-/** Deterministic pseudo-random integers in `[0, bound)` (xorshift32). */
-const random = (seed: number) => {
-  let state = (seed * 2654435761) >>> 0 || 1
-  return (bound: number): number => {
-    state ^= state << 13
-    state ^= state >>> 17
-    state ^= state << 5
-    state >>>= 0
-    return state % bound
-  }
 }
 
 const bytesOf = (next: (bound: number) => number, length: number) => {

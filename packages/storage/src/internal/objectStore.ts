@@ -5,8 +5,9 @@
 import * as Effect from "effect/Effect"
 import * as Hex from "effect/encoding/Hex"
 import * as Result from "effect/Result"
-import { KEY_SIZE, type ListOptions, type ObjectInfo, type WriteOptions } from "../ObjectStore.ts"
+import { KEY_SIZE, type ListOptions, type ObjectInfo, type Store, type WriteOptions } from "../ObjectStore.ts"
 import * as StorageError from "../StorageError.ts"
+import type { Lifecycle } from "./lifecycle.ts"
 
 /** Lowercase hex of a key: the file backend's file name and the map key of the in-memory indexes. */
 export const keyHex = (key: Uint8Array): string => Hex.encode(key)
@@ -99,4 +100,19 @@ export const info = (key: Uint8Array, size: number, modified: number): ObjectInf
   key: key.slice(),
   size,
   modified
+})
+
+/** The operations of a store without its name, each to be run behind the store's lifecycle guard. */
+export type Operations = Omit<Store, "name">
+
+/** Wraps every operation of a store in its lifecycle guard: calls after the scope closed fail with Closed. */
+export const guarded = (name: string, lifecycle: Lifecycle, operations: Operations): Store => ({
+  name,
+  write: (key, data, options) => lifecycle.guard(operations.write(key, data, options)),
+  read: (key, offset, size) => lifecycle.guard(operations.read(key, offset, size)),
+  remove: (key) => lifecycle.guard(operations.remove(key)),
+  stat: (key) => lifecycle.guard(operations.stat(key)),
+  list: (options) => lifecycle.guard(operations.list(options)),
+  stats: lifecycle.guard(operations.stats),
+  flush: lifecycle.guard(operations.flush)
 })

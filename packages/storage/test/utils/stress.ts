@@ -11,6 +11,7 @@ import { assert } from "@effect/vitest"
 import { Effect } from "effect"
 import { randomFillSync } from "node:crypto"
 import { Device, Memory, type Provider } from "../../src/index.ts"
+import { random } from "./random.ts"
 
 export interface StressOptions {
   readonly writers: number
@@ -18,18 +19,6 @@ export interface StressOptions {
   readonly writesPerWriter: number
   readonly readsPerReader: number
   readonly bandsPerWriter: number
-}
-
-/** Deterministic pseudo-random integers in `[0, bound)` (xorshift32), one stream per fiber. */
-const random = (seed: number) => {
-  let state = (seed * 2654435761) >>> 0 || 1
-  return (bound: number): number => {
-    state ^= state << 13
-    state ^= state >>> 17
-    state ^= state << 5
-    state >>>= 0
-    return state % bound
-  }
 }
 
 export const stress = Effect.fnUntraced(function*(device: Provider.BlockDevice, options: StressOptions) {
