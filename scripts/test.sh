@@ -9,8 +9,8 @@ reports=.vitest-reports
 rm -rf "$reports" && mkdir -p "$reports"
 status=0
 
-# Packages whose tests must pass on every runtime (no runtime-specific peers such as nbdkit).
-portable=(--project codec)
+# Packages whose tests must pass on every runtime (no peers such as nbdkit that only the Node run sets up).
+portable=(--project codec --project storage)
 
 echo "== node $(node --version)"
 vitest run --reporter=default --reporter=json --outputFile.json="$reports/node.json" || status=1
