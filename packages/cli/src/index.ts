@@ -16,6 +16,11 @@ export * as Craft from "./Craft.ts"
 /**
  * @since 0.1.0
  */
+export * as DeviceCommand from "./DeviceCommand.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as Dissector from "./Dissector.ts"
 
 /**

@@ -54,8 +54,7 @@ export const make = Effect.fn("File.make")(
     const file = yield* FileHandle.open(
       name,
       options.path,
-      options.create ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR,
-      "pass create: true and a size to create it"
+      options.create ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR
     )
     let size: number
     if (options.create) {

@@ -57,6 +57,17 @@ import { type BlockDevice, clip, Provider } from "./Provider.ts"
 import * as StorageError from "./StorageError.ts"
 
 /**
+ * The size and block size a sparse file records in its header.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Geometry {
+  readonly size: number
+  readonly blockSize: number
+}
+
+/**
  * The file, and the device it holds: `size` bytes in blocks of `blockSize`. An existing file must have been
  * created with the same `size` and `blockSize`.
  *
@@ -192,7 +203,21 @@ const exists = (name: string, path: string): Effect.Effect<boolean, StorageError
     catch: FileHandle.ioFailure(name, "stat")
   })
 
-/** Checks the header against the device asked for. */
+/** Reads the geometry a header records, checking magic, checksum and version. */
+const parseHeader = (name: string, header: Uint8Array): Effect.Effect<Geometry, StorageError.StorageError> => {
+  if (header.length < HEADER_SIZE) {
+    return Effect.fail(corrupt(name, `${header.length} bytes is too short for a sparse file header`))
+  }
+  if (MAGIC.some((byte, i) => header[i] !== byte) || u32(header, 24) !== crc32(header.subarray(0, 24))) {
+    return Effect.fail(corrupt(name, "not a sparse file (bad magic or header checksum)"))
+  }
+  if (u32(header, 8) !== VERSION) {
+    return Effect.fail(invalid(name, `sparse file version ${u32(header, 8)} is not ${VERSION}`))
+  }
+  return Effect.succeed({ size: u64(header, 16), blockSize: u32(header, 12) })
+}
+
+/** Checks the header against the device asked for; returns the file's length. */
 const checkHeader = Effect.fnUntraced(function*(
   file: FileHandle.FileHandle,
   name: string,
@@ -200,20 +225,41 @@ const checkHeader = Effect.fnUntraced(function*(
   blockSize: number
 ) {
   const length = yield* file.length
-  if (length < HEADER_SIZE) return yield* corrupt(name, `${length} bytes is too short for a sparse file header`)
-  const header = new Uint8Array(HEADER_SIZE)
-  yield* file.read(header, HEADER_SIZE, 0)
-  if (MAGIC.some((byte, i) => header[i] !== byte) || u32(header, 24) !== crc32(header.subarray(0, 24))) {
-    return yield* corrupt(name, "not a sparse file (bad magic or header checksum)")
-  }
-  if (u32(header, 8) !== VERSION) return yield* invalid(name, `sparse file version ${u32(header, 8)} is not ${VERSION}`)
-  if (u32(header, 12) !== blockSize || u64(header, 16) !== size) {
+  const header = new Uint8Array(Math.min(HEADER_SIZE, length))
+  if (header.length > 0) yield* file.read(header, header.length, 0)
+  const geometry = yield* parseHeader(name, header)
+  if (geometry.blockSize !== blockSize || geometry.size !== size) {
     return yield* invalid(
       name,
-      `the file holds ${u64(header, 16)} bytes in blocks of ${u32(header, 12)}, not ${size} in blocks of ${blockSize}`
+      `the file holds ${geometry.size} bytes in blocks of ${geometry.blockSize}, not ${size} in blocks of ${blockSize}`
     )
   }
   return length
+})
+
+/**
+ * The size and block size an existing sparse file was made with, read from its header without opening the
+ * device (so a caller can reopen it without being told them).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const describe = Effect.fn("SparseFile.describe")(function*(path: string) {
+  const name = `sparse:${path}`
+  const header = yield* Effect.tryPromise({
+    try: async () => {
+      const handle = await fs.open(path, "r")
+      try {
+        const bytes = new Uint8Array(HEADER_SIZE)
+        const { bytesRead } = await handle.read(bytes, 0, HEADER_SIZE, 0)
+        return bytes.subarray(0, bytesRead)
+      } finally {
+        await handle.close()
+      }
+    },
+    catch: FileHandle.openFailure(name, path)
+  })
+  return yield* parseHeader(name, header)
 })
 
 /**
@@ -283,7 +329,7 @@ export const make = Effect.fn("SparseFile.make")(
     }
     if (!(yield* exists(name, path))) yield* create(name, path, size, blockSize)
 
-    const file = yield* FileHandle.open(name, path, constants.O_RDWR, "it was removed while opening")
+    const file = yield* FileHandle.open(name, path, constants.O_RDWR)
     const scanned = yield* scan(file, name, yield* checkHeader(file, name, size, blockSize), size, blockSize)
     const index = scanned.index
     const recordSize = RECORD_HEADER_SIZE + blockSize

@@ -80,7 +80,7 @@ export class Unsupported extends Schema.TaggedError<Unsupported>()("Unsupported"
 }
 
 /**
- * No object is stored under the key.
+ * What was asked for does not exist: no object under the key, or no file at the path.
  *
  * @since 0.1.0
  * @category errors
@@ -89,7 +89,7 @@ export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
   key: Schema.String
 }) {
   override get message(): string {
-    return `no object ${this.key}`
+    return `not found: ${this.key}`
   }
 }
 

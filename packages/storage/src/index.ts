@@ -41,6 +41,11 @@ export * as Device from "./Device.ts"
 /**
  * @since 0.1.0
  */
+export * as DeviceSpec from "./DeviceSpec.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as DirtyTracker from "./DirtyTracker.ts"
 
 /**

@@ -83,13 +83,12 @@ describe("File", () => {
       assert.strictEqual((yield* Effect.promise(() => fs.stat(file))).size, 100)
     }))
 
-  it.effect("opening a missing file without create names the path and how to create it", () =>
+  it.effect("opening a missing file without create is NotFound naming the path", () =>
     Effect.gen(function*() {
       const file = path.join(yield* tempDir, "missing.img")
       const error = yield* Effect.flip(File.make({ path: file }))
-      assert.strictEqual(error.reason._tag, "IoFailure")
-      assert.include(error.message, `no such file ${file}`)
-      assert.include(error.message, "create: true")
+      assert.strictEqual(error.reason._tag, "NotFound")
+      assert.include(error.message, `not found: ${file}`)
     }))
 
   it.effect("refuses a size that is not a whole number of bytes", () =>

@@ -63,24 +63,23 @@ const fromPromise = <A>(promise: () => Promise<A>) => (done: Done<A>): void => {
   promise().then((value) => done(null, value), (error: Error) => done(error))
 }
 
-/**
- * Opens `path` with `flags` for `device`, closed with the current scope. A missing file fails with a message
- * naming the path and `hint` (how to create it) instead of the bare `ENOENT`.
- */
+/** The error for a file that is not there: `NotFound` naming the path, not a bare `ENOENT`. */
+export const openFailure = (device: string, path: string) => (cause: unknown): StorageError.StorageError =>
+  isNotFound(cause)
+    ? StorageError.make(device, new StorageError.NotFound({ key: path }))
+    : ioFailure(device, "open")(cause)
+
+/** Opens `path` with `flags` for `device`, closed with the current scope; a missing file is `NotFound`. */
 export const open = (
   device: string,
   path: string,
-  flags: number,
-  hint: string
+  flags: number
 ): Effect.Effect<FileHandle, StorageError.StorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const handle = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () => fsp.open(path, flags, 0o666),
-        catch: (cause) =>
-          ioFailure(device, "open")(
-            isNotFound(cause) ? new Error(`no such file ${path} (${hint})`, { cause }) : cause
-          )
+        catch: openFailure(device, path)
       }),
       (opened) =>
         // A finalizer cannot fail; a failed close is logged rather than lost.
