@@ -1,0 +1,4 @@
+/**
+ * `npm run bench` entry point: the transport benchmark (see README.md).
+ */
+await import("./transport.ts")

@@ -1,0 +1,59 @@
+/**
+ * @since 0.1.0
+ */
+// @barrel: exports every public module of @tessera/protocol as a namespace.
+
+/**
+ * @since 0.1.0
+ */
+export * as Address from "./Address.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as MemoryTransport from "./MemoryTransport.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as MigrationError from "./MigrationError.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as MigrationProgress from "./MigrationProgress.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as Migrator from "./Migrator.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as PacketConnection from "./PacketConnection.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as ProtocolError from "./ProtocolError.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as TcpTransport from "./TcpTransport.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as Transport from "./Transport.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as TransportError from "./TransportError.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as UnixTransport from "./UnixTransport.ts"

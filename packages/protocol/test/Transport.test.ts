@@ -1,0 +1,193 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Fiber, Pull, Stream } from "effect"
+import * as fs from "node:fs"
+import { Address, Transport } from "../src/index.ts"
+import {
+  concat,
+  connectedPair,
+  countAll,
+  equalBytes,
+  freshAddress,
+  pseudoRandom,
+  readAll,
+  tempDir
+} from "./utils/transport.ts"
+
+const MiB = 1024 * 1024
+const schemes = ["tcp", "unix", "memory"] as const
+
+// Real sockets and real time: the shared layer runs without the test clock.
+layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it) => {
+  for (const scheme of schemes) {
+    describe(`${scheme}`, () => {
+      it.effect("carries a batch of arrays both ways, in order, through half-closes", () =>
+        Effect.gen(function*() {
+          const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+          const parts = [pseudoRandom(1), pseudoRandom(70_000, 1), pseudoRandom(3 * MiB, 2), pseudoRandom(12, 3)]
+          const [, received] = yield* Effect.all([
+            Effect.andThen(client.write(parts), client.end),
+            readAll(server)
+          ], { concurrency: 2 })
+          assert.isTrue(equalBytes(received, concat(parts)))
+          // The server can still answer after the client half-closed.
+          const reply = pseudoRandom(100_000, 4)
+          const [, back] = yield* Effect.all([Effect.andThen(server.write([reply]), server.end), readAll(client)], {
+            concurrency: 2
+          })
+          assert.isTrue(equalBytes(back, reply))
+        }).pipe(Effect.timeout("20 seconds")))
+
+      it.effect("a writer facing a reader that does not read stalls at a bounded amount", () =>
+        Effect.gen(function*() {
+          const readBuffer = MiB
+          const { client, server } = yield* connectedPair(yield* freshAddress(scheme), { readBuffer })
+          const chunk = new Uint8Array(MiB)
+          let accepted = 0
+          let maxQueued = 0
+          const total = 256 * MiB
+          const writer = yield* Effect.forkChild(Effect.gen(function*() {
+            while (accepted < total) {
+              yield* client.write([chunk])
+              accepted += chunk.length
+              maxQueued = Math.max(maxQueued, client.queuedBytes())
+            }
+            yield* client.end
+          }))
+          // Wait until the writer stops making progress.
+          let last = -1
+          while (accepted !== last) {
+            last = accepted
+            yield* Effect.sleep(150)
+          }
+          // Memory: the pipe holds at most the reader's buffer plus one write. Sockets: the kernel's buffers
+          // add a few MiB on loopback.
+          const bound = scheme === "memory" ? readBuffer + chunk.length : 64 * MiB
+          assert.isTrue(accepted <= bound, `${accepted} bytes accepted without a reader`)
+          assert.isTrue(maxQueued <= bound)
+          // A slow reader then gets everything, and the writer finishes.
+          const received = yield* countAll(server, 1)
+          yield* Fiber.join(writer)
+          assert.strictEqual(received, total)
+        }).pipe(Effect.timeout("25 seconds")))
+
+      it.effect("reads as a Stream", () =>
+        Effect.gen(function*() {
+          const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+          yield* Effect.andThen(client.write([new Uint8Array([1, 2]), new Uint8Array([3])]), client.end)
+          const chunks = yield* Stream.runCollect(Transport.stream(server))
+          assert.deepStrictEqual([...concat(chunks)], [1, 2, 3])
+        }).pipe(Effect.timeout("10 seconds")))
+
+      it.effect("closing one end: the peer reads to the end, local operations fail with Closed", () =>
+        Effect.gen(function*() {
+          const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+          yield* client.write([new Uint8Array([7, 7, 7])])
+          yield* client.close
+          assert.deepStrictEqual([...(yield* readAll(server))], [7, 7, 7])
+          const readError = yield* Effect.flip(Pull.catchDone(client.read, () => Effect.die("end")))
+          assert.strictEqual(readError.reason._tag, "Closed")
+          const writeError = yield* Effect.flip(client.write([new Uint8Array(1)]))
+          assert.strictEqual(writeError.reason._tag, "Closed")
+        }).pipe(Effect.timeout("10 seconds")))
+
+      it.effect("accept fails with Closed once the listener's scope is closed", () =>
+        Effect.gen(function*() {
+          const address = yield* freshAddress(scheme)
+          const listener = yield* Effect.scoped(Transport.listen(address))
+          const error = yield* Effect.flip(Effect.scoped(listener.accept))
+          assert.strictEqual(error.reason._tag, "Closed")
+        }).pipe(Effect.timeout("10 seconds")))
+    })
+  }
+
+  describe("tcp", () => {
+    it.effect("port 0 binds a real port", () =>
+      Effect.gen(function*() {
+        const listener = yield* Transport.listen("tcp://127.0.0.1:0")
+        assert.strictEqual(listener.address._tag, "Tcp")
+        if (listener.address._tag === "Tcp") assert.isTrue(listener.address.port > 0)
+        const [client, server] = yield* Effect.all([Transport.dial(listener.address), listener.accept], {
+          concurrency: 2
+        })
+        assert.strictEqual(client.remoteAddress, Address.format(listener.address))
+        assert.strictEqual(server.localAddress, Address.format(listener.address))
+      }).pipe(Effect.timeout("10 seconds")))
+
+    it.effect("a refused connection is a ConnectFailed TransportError", () =>
+      Effect.gen(function*() {
+        // A port that was just free: bind it, then let the listener go.
+        const address = yield* Effect.scoped(Effect.map(Transport.listen("tcp://127.0.0.1:0"), (l) => l.address))
+        const error = yield* Effect.flip(Transport.dial(address))
+        assert.strictEqual(error._tag, "TransportError")
+        if (error._tag === "TransportError") {
+          assert.strictEqual(error.reason._tag, "ConnectFailed")
+          assert.strictEqual(error.address, Address.format(address))
+          assert.include(error.message, "ECONNREFUSED")
+        }
+      }).pipe(Effect.timeout("10 seconds")))
+
+    it.effect("listening on a port in use is a ListenFailed TransportError", () =>
+      Effect.gen(function*() {
+        const first = yield* Transport.listen("tcp://127.0.0.1:0")
+        const error = yield* Effect.flip(Transport.listen(first.address))
+        assert.strictEqual(error._tag === "TransportError" && error.reason._tag, "ListenFailed")
+      }).pipe(Effect.timeout("10 seconds")))
+  })
+
+  describe("unix", () => {
+    it.effect("removes the socket file when the listener closes; a second listener on it fails", () =>
+      Effect.gen(function*() {
+        const path = `${yield* tempDir}/a.sock`
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Transport.listen(`unix:${path}`)
+          assert.isTrue(fs.existsSync(path))
+          const error = yield* Effect.flip(Transport.listen(`unix:${path}`))
+          assert.strictEqual(error._tag === "TransportError" && error.reason._tag, "ListenFailed")
+        }))
+        assert.isFalse(fs.existsSync(path))
+      }).pipe(Effect.timeout("10 seconds")))
+
+    it.effect("dialling a path nobody listens on is ConnectFailed", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Transport.dial(`unix:${yield* tempDir}/none.sock`))
+        assert.strictEqual(error._tag === "TransportError" && error.reason._tag, "ConnectFailed")
+      }).pipe(Effect.timeout("10 seconds")))
+  })
+
+  describe("memory", () => {
+    it.effect("no listener is ConnectFailed; a name in use is ListenFailed", () =>
+      Effect.gen(function*() {
+        const address = yield* freshAddress("memory")
+        const refused = yield* Effect.flip(Transport.dial(address))
+        assert.strictEqual(refused._tag === "TransportError" && refused.reason._tag, "ConnectFailed")
+        yield* Transport.listen(address)
+        const inUse = yield* Effect.flip(Transport.listen(address))
+        assert.strictEqual(inUse._tag === "TransportError" && inUse.reason._tag, "ListenFailed")
+      }))
+
+    it.effect("connections beyond the backlog are refused, not queued", () =>
+      Effect.gen(function*() {
+        const address = yield* freshAddress("memory")
+        yield* Transport.listen(address, { backlog: 2 })
+        yield* Transport.dial(address)
+        yield* Transport.dial(address)
+        const error = yield* Effect.flip(Transport.dial(address))
+        assert.strictEqual(error._tag === "TransportError" && error.reason._tag, "ConnectFailed")
+      }))
+  })
+
+  it.effect("a malformed address is an AddressError", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Transport.dial("http://example.com"))
+      assert.strictEqual(error._tag, "AddressError")
+    }))
+})
+
+layer(Transport.Transport.layerMemory)("Transport.layerMemory", (it) => {
+  it.effect("has no TCP: Unsupported", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Transport.dial("tcp://127.0.0.1:1"))
+      assert.strictEqual(error._tag === "TransportError" && error.reason._tag, "Unsupported")
+      assert.strictEqual(error.message, "tcp://127.0.0.1:1: no transport for tcp:// addresses in this program")
+    }))
+})
