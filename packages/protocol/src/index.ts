@@ -11,6 +11,11 @@ export * as Address from "./Address.ts"
 /**
  * @since 0.1.0
  */
+export * as FromProtocol from "./FromProtocol.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as MemoryTransport from "./MemoryTransport.ts"
 
 /**
@@ -42,6 +47,11 @@ export * as ProtocolError from "./ProtocolError.ts"
  * @since 0.1.0
  */
 export * as TcpTransport from "./TcpTransport.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as ToProtocol from "./ToProtocol.ts"
 
 /**
  * @since 0.1.0
