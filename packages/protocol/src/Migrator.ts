@@ -245,8 +245,9 @@ export const make = Effect.fn("Migrator.make")(function*(
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
       closed = true
-      if (idle !== undefined) Deferred.doneUnsafe(idle, Effect.fail(closedError))
+      const waiting = idle
       idle = undefined
+      if (waiting !== undefined) Deferred.doneUnsafe(waiting, Effect.fail(closedError))
     })
   )
 
@@ -283,8 +284,11 @@ export const make = Effect.fn("Migrator.make")(function*(
   const settle = () => {
     outstanding--
     if (outstanding === 0 && idle !== undefined) {
-      Deferred.doneUnsafe(idle, Effect.void)
+      // Detach before completing: completing can resume a waiter at once, and a waiter that starts the next round
+      // and waits again must get a fresh Deferred, not this completed one.
+      const done = idle
       idle = undefined
+      Deferred.doneUnsafe(done, Effect.void)
     }
   }
 
