@@ -42,8 +42,11 @@ export const makeUnsafe = (): Gate => {
   const leave = () => {
     inFlight--
     if (inFlight === 0 && drained !== undefined) {
-      Deferred.doneUnsafe(drained, Effect.void)
+      // Detach before completing: completing can resume the closer at once, and if it reopens and closes the gate
+      // again it must wait on a fresh Deferred, not this completed one.
+      const done = drained
       drained = undefined
+      Deferred.doneUnsafe(done, Effect.void)
     }
   }
 
