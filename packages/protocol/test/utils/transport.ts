@@ -84,17 +84,8 @@ export const countAll = (connection: Transport.Connection, delayMs = 0) =>
     }
   })
 
-export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let size = 0
-  for (const part of parts) size += part.length
-  const out = new Uint8Array(size)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}
+/** One array of all the parts' bytes, in order. */
+export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => new Uint8Array(Buffer.concat(parts))
 
 /** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
 export const pseudoRandom = (length: number, seed = 0x9e3779b9): Uint8Array => {
