@@ -62,6 +62,13 @@ const blockBytes = Effect.fnUntraced(function*(device: BlockDevice, block: numbe
   return buffer
 })
 
+/** A WaitingCache hint that applies `apply` to every block its byte range touches (what the source does). */
+const eachBlock = (size: number, apply: (block: number) => void) => (offset: number, length: number) =>
+  Effect.sync(() => {
+    const { end, first } = Blocks.touched(offset, length, size, bs)
+    for (let block = first; block < end; block++) apply(block)
+  })
+
 describe("Migrator", () => {
   it.effect("TestMigratorSimple: 1 MiB in 4 KiB blocks, memory to memory, ends equal", () =>
     Effect.gen(function*() {
@@ -144,11 +151,7 @@ describe("Migrator", () => {
       const destinationBase = yield* Memory.make(size, "destination")
       const cache = yield* WaitingCache.make(destinationBase, {
         blockSize: bs,
-        needAt: (offset, length) =>
-          Effect.sync(() => {
-            const { end, first } = Blocks.touched(offset, length, size, bs)
-            for (let block = first; block < end; block++) order.prioritise(block)
-          })
+        needAt: eachBlock(size, (block) => order.prioritise(block))
       })
       const migrator = yield* Migrator.make({
         source: tracker.remote,
@@ -211,16 +214,8 @@ describe("Migrator", () => {
       const destinationBase = yield* Memory.make(size, "destination")
       const cache = yield* WaitingCache.make(destinationBase, {
         blockSize: bs,
-        needAt: (offset, length) =>
-          Effect.sync(() => {
-            const { end, first } = Blocks.touched(offset, length, size, bs)
-            for (let block = first; block < end; block++) order.prioritise(block)
-          }),
-        dontNeedAt: (offset, length) =>
-          Effect.sync(() => {
-            const { end, first } = Blocks.touched(offset, length, size, bs)
-            for (let block = first; block < end; block++) order.remove(block)
-          })
+        needAt: eachBlock(size, (block) => order.prioritise(block)),
+        dontNeedAt: eachBlock(size, (block) => order.remove(block))
       })
       const migrator = yield* Migrator.make({
         source: tracker.remote,

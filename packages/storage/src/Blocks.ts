@@ -27,8 +27,8 @@ export const touched = (
   blockSize: number
 ): { readonly first: number; readonly end: number } => {
   const stop = Math.min(offset + length, size)
-  if (stop <= offset) return { first: Math.floor(offset / blockSize), end: Math.floor(offset / blockSize) }
-  return { first: Math.floor(offset / blockSize), end: Math.floor((stop - 1) / blockSize) + 1 }
+  const first = Math.floor(offset / blockSize)
+  return { first, end: stop <= offset ? first : Math.floor((stop - 1) / blockSize) + 1 }
 }
 
 /**
