@@ -1,11 +1,16 @@
 /**
  * The destination side of a migration over a packet connection (Silo's `FromProtocol`), for one device id.
- * It learns the device's size and block size from DevInfo (or is given them), makes the device, and puts a
- * `WaitingCache` over it: migration data goes to the cache's remote side, and the application uses `local`,
- * whose reads wait for blocks not yet arrived. The cache's hints are sent to the source as NeedAt and
- * DontNeedAt packets.
+ * `open` makes the device from what DevInfo says and puts a `WaitingCache` over it: migration data goes to the
+ * cache's remote side, and the application uses `local`, whose reads wait for blocks not yet arrived. `serve`
+ * answers the source on one connection; the cache's hints go to that connection as NeedAt and DontNeedAt. `make`
+ * does both for the single-device flow (it waits for DevInfo first).
  *
- * Handlers, each running until the connection or the scope ends:
+ * The device outlives its connections: when the source comes back on a new connection, `serve` first announces
+ * every block already here (arrived, or written by the application) with DontNeedAt, so the source can leave
+ * them out, and asks again (NeedAt) for the blocks readers are waiting for. It does that before it answers any
+ * request of the new connection, so on one stream the announcements arrive ahead of the first response.
+ *
+ * Handlers, each running until the connection or the serving scope ends:
  * - WriteAt (every subtype on command 0x02): plain and compressed data (decompressed by the decoder) is
  *   written through the remote side, answered with WriteAtResponse (bytes written) or WriteAtResponseErr;
  *   YouAlreadyHave marks its blocks arrived and answers with `count × blockSize`; WriteAtHash is unsupported
@@ -97,10 +102,60 @@ export interface FromProtocol {
 
 const { Command } = SiloPacket
 
+/** What `serve` needs besides the public fields: the options and the connection the hints go to now. */
+interface Internals {
+  readonly options: Options
+  readonly mismatches: Set<number>
+  malformed: number
+  connection: PacketConnection.PacketConnection | undefined
+}
+
+const internals = new WeakMap<FromProtocol, Internals>()
+
 /**
- * Waits for DevInfo on `dev` (unless `options.info` is given), makes the device and the waiting cache, and
- * starts the handlers in the current scope. Fails only when the connection ends before DevInfo, or the device
- * cannot be made.
+ * Makes the device for `info` and the waiting cache over it, for the current scope. Nothing is served until
+ * `serve` runs on a connection; until then (and between connections) the cache's hints are dropped.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const open = Effect.fn("FromProtocol.open")(function*(
+  dev: number,
+  info: DeviceInfo,
+  options: Options
+): Effect.fn.Return<FromProtocol, StorageError.StorageError, Scope.Scope> {
+  const device = yield* options.device(info)
+  const state: Internals = { options, mismatches: new Set(), malformed: 0, connection: undefined }
+  const hint = (packet: SiloPacket.NeedAt | SiloPacket.DontNeedAt): Effect.Effect<void> =>
+    Effect.suspend(() =>
+      state.connection === undefined
+        ? Effect.void
+        : Effect.ignore(state.connection.send(dev, 0, SiloPacket.encode(packet), { urgent: true }))
+    )
+  const hints = options.hints !== false
+  const cache = yield* WaitingCache.make(device, {
+    blockSize: info.blockSize,
+    needAt: hints ? (offset, length) => hint({ _tag: "NeedAt", offset, length }) : undefined,
+    dontNeedAt: hints ? (offset, length) => hint({ _tag: "DontNeedAt", offset, length }) : undefined
+  })
+  const from: FromProtocol = {
+    dev,
+    info,
+    device,
+    local: cache.local,
+    remote: cache.remote,
+    completed: yield* Deferred.make<void>(),
+    removed: yield* Deferred.make<void>(),
+    hashMismatches: Effect.sync(() => [...state.mismatches].toSorted((a, b) => a - b)),
+    malformedPackets: () => state.malformed
+  }
+  internals.set(from, state)
+  return from
+})
+
+/**
+ * Waits for DevInfo on `dev` (unless `options.info` is given), opens the device and serves it on `connection`
+ * in the current scope. Fails only when the connection ends before DevInfo, or the device cannot be made.
  *
  * @since 0.1.0
  * @category constructors
@@ -110,39 +165,72 @@ export const make = Effect.fn("FromProtocol.make")(function*(
   dev: number,
   options: Options
 ): Effect.fn.Return<FromProtocol, ProtocolError.ProtocolError | StorageError.StorageError, Scope.Scope> {
-  let malformed = 0
-  const skip = (what: string, detail: string) =>
-    Effect.suspend(() => {
-      malformed++
-      return Effect.logWarning(`from-protocol(${dev}): skipping a malformed ${what}: ${detail}`)
-    })
-
   let info = options.info
+  let skipped = 0
   while (info === undefined) {
     const request = yield* connection.waitForCommand(dev, Command.DevInfo)
     const decoded = SiloPacket.decodeDevInfo(request.payload)
-    if (Result.isFailure(decoded)) yield* skip("DevInfo", decoded.failure.message)
-    else {info = {
-        size: decoded.success.size,
-        blockSize: decoded.success.blockSize,
-        name: decoded.success.name,
-        schema: decoded.success.schema
-      }}
+    if (Result.isFailure(decoded)) {
+      skipped++
+      yield* Effect.logWarning(`from-protocol(${dev}): skipping a malformed DevInfo: ${decoded.failure.message}`)
+    } else {
+      const { blockSize, name, schema, size } = decoded.success
+      info = { size, blockSize, name, schema }
+    }
   }
-  const { blockSize, size } = info
-  const device = yield* options.device(info)
+  const from = yield* open(dev, info, options)
+  internals.get(from)!.malformed += skipped
+  yield* serve(from, connection)
+  return from
+})
 
-  const hint = (packet: SiloPacket.NeedAt | SiloPacket.DontNeedAt): Effect.Effect<void> =>
-    Effect.ignore(connection.send(dev, 0, SiloPacket.encode(packet), { urgent: true }))
-  const hints = options.hints !== false
-  const cache = yield* WaitingCache.make(device, {
-    blockSize,
-    needAt: hints ? (offset, length) => hint({ _tag: "NeedAt", offset, length }) : undefined,
-    dontNeedAt: hints ? (offset, length) => hint({ _tag: "DontNeedAt", offset, length }) : undefined
-  })
-  const completed = yield* Deferred.make<void>()
-  const removed = yield* Deferred.make<void>()
-  const mismatches = new Set<number>()
+/**
+ * Answers the source on `connection` until it ends or the current scope closes: announces the blocks already
+ * here and re-asks for the awaited ones (see the module notes), then starts the handlers and returns.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const serve = Effect.fn("FromProtocol.serve")(function*(
+  from: FromProtocol,
+  connection: PacketConnection.PacketConnection
+): Effect.fn.Return<void, never, Scope.Scope> {
+  const state = internals.get(from)!
+  const { options } = state
+  const { dev, device, info } = from
+  const { blockSize, size } = info
+  const cache = { local: from.local, remote: from.remote }
+  const { completed, removed } = from
+  const mismatches = state.mismatches
+  const skip = (what: string, detail: string) =>
+    Effect.suspend(() => {
+      state.malformed++
+      return Effect.logWarning(`from-protocol(${dev}): skipping a malformed ${what}: ${detail}`)
+    })
+
+  state.connection = connection
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      if (state.connection === connection) state.connection = undefined
+    })
+  )
+  if (options.hints !== false) {
+    const announce = (packet: SiloPacket.NeedAt | SiloPacket.DontNeedAt) =>
+      Effect.ignore(connection.send(dev, 0, SiloPacket.encode(packet), { urgent: true }))
+    const present = yield* cache.local.present
+    for (let first = present.next(0); first !== -1;) {
+      let end = first + 1
+      while (end < present.size && present.has(end)) end++
+      const { offset } = Blocks.range(first, size, blockSize)
+      const last = Blocks.range(end - 1, size, blockSize)
+      yield* announce({ _tag: "DontNeedAt", offset, length: last.offset + last.length - offset })
+      first = end < present.size ? present.next(end) : -1
+    }
+    for (const block of yield* cache.local.waiting) {
+      const { length, offset } = Blocks.range(block, size, blockSize)
+      yield* announce({ _tag: "NeedAt", offset, length })
+    }
+  }
   const run = yield* FiberSet.makeRuntime<never, void, never>()
 
   const respond = (id: number, packet: SiloPacket.Packet, urgent = false) =>
@@ -150,7 +238,7 @@ export const make = Effect.fn("FromProtocol.make")(function*(
   const writeError = (id: number) => respond(id, { _tag: "WriteAtResponseErr" })
 
   /** Takes requests for `command` until the connection ends; `handle` must not fail. */
-  const serve = (command: number, handle: (request: PacketConnection.Request) => Effect.Effect<void>) =>
+  const takeEach = (command: number, handle: (request: PacketConnection.Request) => Effect.Effect<void>) =>
     run(Effect.ignore(Effect.forever(Effect.flatMap(connection.waitForCommand(dev, command), handle))))
 
   // --- WriteAt -----------------------------------------------------------------------------------------------
@@ -179,7 +267,7 @@ export const make = Effect.fn("FromProtocol.make")(function*(
       yield* respond(id, { _tag: "WriteAtResponse", bytes: (packet.blocks.length * bs) >>> 0 }, true)
     })
 
-  serve(Command.WriteAt, (request) => {
+  takeEach(Command.WriteAt, (request) => {
     const decoded = SiloPacket.decode(request.payload)
     if (Result.isFailure(decoded)) {
       return Effect.andThen(skip("WriteAt", decoded.failure.message), writeError(request.id))
@@ -203,7 +291,7 @@ export const make = Effect.fn("FromProtocol.make")(function*(
 
   // --- ReadAt ------------------------------------------------------------------------------------------------
 
-  serve(Command.ReadAt, (request) => {
+  takeEach(Command.ReadAt, (request) => {
     const decoded = SiloPacket.decodeReadAt(request.payload)
     const readError = respond(request.id, { _tag: "ReadAtResponseErr" }, true)
     if (Result.isFailure(decoded)) return Effect.andThen(skip("ReadAt", decoded.failure.message), readError)
@@ -224,7 +312,7 @@ export const make = Effect.fn("FromProtocol.make")(function*(
 
   // --- DirtyList, Event, Hashes, RemoveDev -------------------------------------------------------------------
 
-  serve(Command.DirtyList, (request) => {
+  takeEach(Command.DirtyList, (request) => {
     const decoded = SiloPacket.decodeDirtyList(request.payload)
     if (Result.isFailure(decoded)) return skip("DirtyList", decoded.failure.message)
     const { blocks } = decoded.success
@@ -235,7 +323,7 @@ export const make = Effect.fn("FromProtocol.make")(function*(
     })
   })
 
-  serve(Command.Event, (request) => {
+  takeEach(Command.Event, (request) => {
     const decoded = SiloPacket.decodeEvent(request.payload)
     if (Result.isFailure(decoded)) return skip("Event", decoded.failure.message)
     const event = decoded.success
@@ -246,7 +334,7 @@ export const make = Effect.fn("FromProtocol.make")(function*(
     })
   })
 
-  serve(Command.Hashes, (request) => {
+  takeEach(Command.Hashes, (request) => {
     const decoded = SiloPacket.decodeHashes(request.payload)
     if (Result.isFailure(decoded)) return skip("Hashes", decoded.failure.message)
     return Effect.gen(function*() {
@@ -268,17 +356,5 @@ export const make = Effect.fn("FromProtocol.make")(function*(
     })
   })
 
-  serve(Command.RemoveDev, () => Deferred.succeed(removed, undefined))
-
-  return {
-    dev,
-    info,
-    device,
-    local: cache.local,
-    remote: cache.remote,
-    completed,
-    removed,
-    hashMismatches: Effect.sync(() => [...mismatches].toSorted((a, b) => a - b)),
-    malformedPackets: () => malformed
-  }
+  takeEach(Command.RemoveDev, () => Deferred.succeed(removed, undefined))
 })

@@ -216,6 +216,14 @@ export interface PacketConnection {
     command: number,
     options?: WaitOptions
   ) => Effect.Effect<Request, ProtocolError.ProtocolError>
+  /**
+   * Takes the next request for (dev, command) if one has already arrived, without waiting: frames received before
+   * a response arrived can be drained in order with it.
+   */
+  readonly pollCommand: (
+    dev: number,
+    command: number
+  ) => Effect.Effect<Request | undefined, ProtocolError.ProtocolError>
   /** Writes every buffered frame now. */
   readonly flush: Effect.Effect<void, ProtocolError.ProtocolError>
   /** Flushes, half-closes every stream, and ends the connection; waits fail with `Closed`. */
@@ -506,19 +514,33 @@ export const make = Effect.fn("PacketConnection.make")(function*(
       )
     })
 
+  /** The mailbox of requests for (dev, command), or why there is none. */
+  const requestsOf = (
+    dev: number,
+    command: number
+  ): Mailbox<Request, ProtocolError.ProtocolError> | ProtocolError.ProtocolError => {
+    if (isResponse(command)) {
+      return badArgument(`command 0x${command.toString(16)} is a response: use request to get it`)
+    }
+    const device = deviceOf(dev)
+    return device instanceof ProtocolError.ProtocolError ? device : mailboxOf(device, command)
+  }
+
   const waitForCommand: PacketConnection["waitForCommand"] = (dev, command, waitOptions) =>
     Effect.suspend(() => {
-      if (isResponse(command)) {
-        return Effect.fail(badArgument(`command 0x${command.toString(16)} is a response: use request to get it`))
-      }
-      const device = deviceOf(dev)
-      if (device instanceof ProtocolError.ProtocolError) return Effect.fail(device)
-      const take = mailboxOf(device, command).take
+      const mailbox = requestsOf(dev, command)
+      if (mailbox instanceof ProtocolError.ProtocolError) return Effect.fail(mailbox)
       const timeout = waitOptions?.timeout
-      return timeout === undefined ? take : Effect.timeoutOrElse(take, {
+      return timeout === undefined ? mailbox.take : Effect.timeoutOrElse(mailbox.take, {
         duration: timeout,
         orElse: () => Effect.fail(ProtocolError.commandTimeout(dev, command, Duration.toMillis(timeout)))
       })
+    })
+
+  const pollCommand: PacketConnection["pollCommand"] = (dev, command) =>
+    Effect.suspend(() => {
+      const mailbox = requestsOf(dev, command)
+      return mailbox instanceof ProtocolError.ProtocolError ? Effect.fail(mailbox) : Effect.succeed(mailbox.poll())
     })
 
   const flush: Effect.Effect<void, ProtocolError.ProtocolError> = Effect.suspend(() =>
@@ -621,6 +643,7 @@ export const make = Effect.fn("PacketConnection.make")(function*(
     request,
     respond,
     waitForCommand,
+    pollCommand,
     flush,
     close,
     await: Deferred.await(done),

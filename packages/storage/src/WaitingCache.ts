@@ -114,6 +114,13 @@ export interface Local extends BlockDevice {
   readonly dirtyBlocks: (blocks: Iterable<number>) => Effect.Effect<void>
   /** How many blocks have their migration data. */
   readonly availability: Effect.Effect<Availability>
+  /**
+   * A snapshot of the blocks that need nothing more from the source: their migration data arrived, or the
+   * application wrote them here. A destination that reconnects announces these so they are not sent again.
+   */
+  readonly present: Effect.Effect<Bitfield>
+  /** The blocks readers are waiting for now, ascending (their NeedAt may have to be sent again). */
+  readonly waiting: Effect.Effect<ReadonlyArray<number>>
   /** A snapshot of the counters. */
   readonly metrics: Effect.Effect<Metrics>
 }
@@ -425,6 +432,12 @@ export const make = Effect.fn("WaitingCache.make")(function*(
         }
       }),
     availability: Effect.sync(() => ({ available: remoteAvailable.count(), total: numBlocks })),
+    present: Effect.sync(() => {
+      const present = remoteAvailable.clone()
+      for (let i = 0; i < present.words.length; i++) present.words[i] = present.words[i]! | localAvailable.words[i]!
+      return present
+    }),
+    waiting: Effect.sync(() => [...waiters.keys()].toSorted((a, b) => a - b)),
     metrics: Effect.sync(() => ({
       ...counters,
       availableLocal: localAvailable.count(),

@@ -342,6 +342,25 @@ describe("WaitingCache", () => {
       assert.deepStrictEqual(h.needAt, [[0, bs]])
     }))
 
+  it.effect("present is every block the source need not send; waiting is every block a reader waits for", () =>
+    Effect.gen(function*() {
+      const inner = yield* Memory.make(8 * bs)
+      const { local, remote } = yield* WaitingCache.make(inner, { blockSize: bs })
+      yield* remote.writeAt(bytes(2 * bs, 30), bs)
+      yield* local.writeAt(bytes(bs, 31), 5 * bs)
+      yield* remote.markAvailable(7 * bs, bs)
+      const reader = yield* Effect.forkChild(read(local, 3 * bs, 2 * bs))
+      yield* settle
+      assert.deepStrictEqual([...(yield* local.present)], [1, 2, 5, 7])
+      assert.deepStrictEqual(yield* local.waiting, [3, 4])
+      // A dirty block is no longer present unless the application wrote it here.
+      yield* local.dirtyBlocks([1, 5])
+      assert.deepStrictEqual([...(yield* local.present)], [2, 5, 7])
+      yield* remote.writeAt(bytes(2 * bs, 32), 3 * bs)
+      yield* Fiber.join(reader)
+      assert.deepStrictEqual(yield* local.waiting, [])
+    }))
+
   it.effect("remote writes at any offset merge with local blocks exactly as a byte model says", () =>
     Effect.promise(() =>
       fc.assert(

@@ -38,6 +38,11 @@ export class Mailbox<A, E> {
     })
   }
 
+  /** The next item if one is there, without waiting; `undefined` when empty or failed. */
+  poll(): A | undefined {
+    return this.#head < this.#items.length ? this.#shift() : undefined
+  }
+
   get size(): number {
     return this.#items.length - this.#head
   }
