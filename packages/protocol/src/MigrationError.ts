@@ -99,13 +99,29 @@ export class Closed extends Schema.TaggedError<Closed>()("Closed", {}) {
 }
 
 /**
+ * The peer went away (or broke the protocol) and the migration could not go on: it did not come back within
+ * the time allowed, or this side does not wait for it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Disconnected extends Schema.TaggedError<Disconnected>()("Disconnected", {
+  detail: Schema.String,
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/**
  * What went wrong with a migration.
  *
  * @since 0.1.0
  * @category errors
  */
 export class MigrationError extends Schema.TaggedError<MigrationError>()("MigrationError", {
-  reason: Schema.Union([ReadFailed, ShortRead, WriteFailed, ShortWrite, InvalidConfig, Closed])
+  reason: Schema.Union([ReadFailed, ShortRead, WriteFailed, ShortWrite, InvalidConfig, Closed, Disconnected])
 }) {
   override get message(): string {
     return this.reason.message

@@ -11,6 +11,11 @@ export * as Address from "./Address.ts"
 /**
  * @since 0.1.0
  */
+export * as DeviceSchema from "./DeviceSchema.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as FromProtocol from "./FromProtocol.ts"
 
 /**
@@ -21,12 +26,22 @@ export * as MemoryTransport from "./MemoryTransport.ts"
 /**
  * @since 0.1.0
  */
+export * as MigrationDestination from "./MigrationDestination.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as MigrationError from "./MigrationError.ts"
 
 /**
  * @since 0.1.0
  */
 export * as MigrationProgress from "./MigrationProgress.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as MigrationSource from "./MigrationSource.ts"
 
 /**
  * @since 0.1.0
