@@ -87,6 +87,23 @@ export interface MigrationDestination {
 const mismatch = (detail: string) =>
   MigrationError.make(new MigrationError.InvalidConfig({ detail: `device group: ${detail}` }))
 
+/** Checks that a resumed connection names the devices being received. */
+const checkSameGroup = (group: SiloPacket.DeviceGroupInfo, current: ReadonlyArray<FromProtocol.FromProtocol>) => {
+  if (group.devices.size !== current.length) {
+    return Effect.fail(mismatch(`the source now sends ${group.devices.size} devices, not ${current.length}`))
+  }
+  for (const from of current) {
+    const info = group.devices.get(from.dev)
+    if (
+      info === undefined || info.name !== from.info.name || info.size !== from.info.size ||
+      info.blockSize !== from.info.blockSize
+    ) {
+      return Effect.fail(mismatch(`device ${from.dev} (${from.info.name}) differs from the one being received`))
+    }
+  }
+  return Effect.void
+}
+
 /**
  * Makes a destination whose devices live in the current scope.
  *
@@ -130,23 +147,6 @@ export const make = Effect.fn("MigrationDestination.make")(function*(
     return opening
   })
 
-  /** Checks that a resumed connection names the devices being received. */
-  const check = (group: SiloPacket.DeviceGroupInfo, current: ReadonlyArray<FromProtocol.FromProtocol>) => {
-    if (group.devices.size !== current.length) {
-      return Effect.fail(mismatch(`the source now sends ${group.devices.size} devices, not ${current.length}`))
-    }
-    for (const from of current) {
-      const info = group.devices.get(from.dev)
-      if (
-        info === undefined || info.name !== from.info.name || info.size !== from.info.size ||
-        info.blockSize !== from.info.blockSize
-      ) {
-        return Effect.fail(mismatch(`device ${from.dev} (${from.info.name}) differs from the one being received`))
-      }
-    }
-    return Effect.void
-  }
-
   /** Acknowledges every event on dev 0 after its handler, until the connection ends. */
   const groupEvents = (connection: PacketConnection.PacketConnection) =>
     Effect.forever(Effect.flatMap(connection.waitForCommand(0, SiloPacket.Command.Event), (request) => {
@@ -173,7 +173,7 @@ export const make = Effect.fn("MigrationDestination.make")(function*(
         opened = yield* open(decoded.success)
         yield* Deferred.succeed(devices, opened)
       } else {
-        yield* check(decoded.success, opened)
+        yield* checkSameGroup(decoded.success, opened)
       }
       const group = opened
       for (const from of group) yield* FromProtocol.serve(from, connection)

@@ -72,7 +72,6 @@ device memory {
 
   it.effect("refuses text that is not exactly one usable device block", () =>
     Effect.gen(function*() {
-      const refused = (text: string) => Effect.flip(DeviceSchema.parse(text))
       for (
         const [text, detail] of [
           [`device "a" { size = `, "Missing expression"],
@@ -89,7 +88,7 @@ device memory {
           [`other "a" {\n}`, "unexpected other"]
         ] as const
       ) {
-        const error = yield* refused(text)
+        const error = yield* Effect.flip(DeviceSchema.parse(text))
         assert.strictEqual(error._tag, "DeviceSchemaError")
         assert.include(error.message, detail)
       }
