@@ -15,9 +15,12 @@
 import * as SiloPacket from "@tessera/codec/SiloPacket"
 import type { BlockDevice } from "@tessera/storage/Provider"
 import type * as StorageError from "@tessera/storage/StorageError"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as DeviceSchema from "./DeviceSchema.ts"
@@ -25,6 +28,7 @@ import * as FromProtocol from "./FromProtocol.ts"
 import * as MigrationError from "./MigrationError.ts"
 import type * as PacketConnection from "./PacketConnection.ts"
 import * as ProtocolError from "./ProtocolError.ts"
+import * as TransportError from "./TransportError.ts"
 
 /**
  * A device the source announced, with its parsed schema.
@@ -80,9 +84,36 @@ export interface MigrationDestination {
     void,
     MigrationError.MigrationError | ProtocolError.ProtocolError | StorageError.StorageError
   >
+  /**
+   * Receives until every device has completed: takes a connection from `dial` and `receive`s on it; when the
+   * connection breaks first, dials again (every `retryInterval`) for up to `resumeTimeout` and resumes.
+   */
+  readonly run: <E, R>(
+    dial: Effect.Effect<PacketConnection.PacketConnection, E, R>,
+    options?: RunOptions
+  ) => Effect.Effect<
+    void,
+    MigrationError.MigrationError | ProtocolError.ProtocolError | StorageError.StorageError | E,
+    Exclude<R, Scope.Scope>
+  >
   /** Whether every device has completed. */
   readonly completed: Effect.Effect<boolean>
 }
+
+/**
+ * Options of `run`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunOptions {
+  /** How long to keep dialling after a connection broke; default 30 seconds. */
+  readonly resumeTimeout?: Duration.Input | undefined
+  /** Time between two dials; default 250 ms. */
+  readonly retryInterval?: Duration.Input | undefined
+}
+
+const isDialFailure = (error: unknown): boolean => error instanceof TransportError.TransportError
 
 const mismatch = (detail: string) =>
   MigrationError.make(new MigrationError.InvalidConfig({ detail: `device group: ${detail}` }))
@@ -192,16 +223,53 @@ export const make = Effect.fn("MigrationDestination.make")(function*(
     Effect.scoped
   )
 
+  const completed: Effect.Effect<boolean> = Effect.suspend(() =>
+    opened === undefined
+      ? Effect.succeed(false)
+      : Effect.map(Effect.forEach(opened, (from) => Deferred.isDone(from.completed)), (done) => done.every(Boolean))
+  )
+
+  const run: MigrationDestination["run"] = Effect.fn("MigrationDestination.run")(function*<E, R>(
+    dial: Effect.Effect<PacketConnection.PacketConnection, E, R>,
+    runOptions?: RunOptions
+  ) {
+    const resumeTimeout = Duration.fromInputUnsafe(runOptions?.resumeTimeout ?? Duration.seconds(30))
+    const retryInterval = runOptions?.retryInterval ?? Duration.millis(250)
+    const once = Effect.scoped(Effect.flatMap(dial, receive))
+    let exit = yield* Effect.exit(once)
+    // Set once a connection broke: until then a failed dial is the user's (a wrong address), not an outage.
+    let lost: { readonly error: unknown; readonly deadline: number } | undefined
+    while (Exit.isFailure(exit)) {
+      const error = Cause.squash(exit.cause)
+      const now = yield* Clock.currentTimeMillis
+      if (ProtocolError.isConnectionLoss(error) && !(yield* completed)) {
+        lost = { error, deadline: now + Duration.toMillis(resumeTimeout) }
+        yield* Effect.logWarning(
+          `migration: connection lost (${(error as Error).message}); reconnecting for up to ${
+            Duration.format(resumeTimeout)
+          }`
+        )
+      } else if (lost === undefined || !isDialFailure(error)) {
+        return yield* Effect.failCause(exit.cause)
+      } else if (now >= lost.deadline) {
+        return yield* MigrationError.make(
+          new MigrationError.Disconnected({
+            detail: `the source went away (${(lost.error as Error).message}) and did not come back within ${
+              Duration.format(resumeTimeout)
+            }`,
+            cause: lost.error
+          })
+        )
+      }
+      yield* Effect.sleep(retryInterval)
+      exit = yield* Effect.exit(once)
+    }
+  })
+
   return {
     devices,
     receive,
-    completed: Effect.suspend(() =>
-      opened === undefined
-        ? Effect.succeed(false)
-        : Effect.map(
-          Effect.forEach(opened, (from) => Deferred.isDone(from.completed)),
-          (done) => done.every(Boolean)
-        )
-    )
+    run,
+    completed
   }
 })

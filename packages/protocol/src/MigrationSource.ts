@@ -160,10 +160,10 @@ export interface MigrationSource {
    * Takes connections from `next` until every device is completed: the first at once, the later ones (after a
    * connection broke) within `resumeTimeout`.
    */
-  readonly serve: <E>(
-    next: Effect.Effect<PacketConnection.PacketConnection, E, Scope.Scope>,
+  readonly serve: <E, R>(
+    next: Effect.Effect<PacketConnection.PacketConnection, E, R>,
     options?: ServeOptions
-  ) => Effect.Effect<Summary, MigrationError.MigrationError | ProtocolError.ProtocolError | E>
+  ) => Effect.Effect<Summary, MigrationError.MigrationError | ProtocolError.ProtocolError | E, Exclude<R, Scope.Scope>>
   /** Sends application data to the destination (Event Custom, type 0, on dev 0) and waits for its ack. */
   readonly sendCustomData: (payload: Uint8Array) => Effect.Effect<void, ProtocolError.ProtocolError>
   /** A snapshot of what happened so far. */
@@ -197,21 +197,6 @@ const DEFAULT_MAX_DIRTY_ROUNDS = 20
 const DEFAULT_RESUME_TIMEOUT = Duration.seconds(30)
 
 const invalid = (detail: string) => MigrationError.make(new MigrationError.InvalidConfig({ detail }))
-
-/**
- * Whether a failure means the connection broke (so a new one can resume) rather than a fault of either side's
- * storage or an invalid setup. Looks through the causes a device error wraps.
- */
-const isConnectionLoss = (error: unknown): boolean => {
-  for (let at = error, depth = 0; at !== null && typeof at === "object" && depth < 8; depth++) {
-    if (at instanceof ProtocolError.ProtocolError) {
-      return at.reason._tag === "Closed" || at.reason._tag === "TransportFailed" || at.reason._tag === "Timeout"
-    }
-    const next = at as { readonly reason?: unknown; readonly cause?: unknown }
-    at = next.reason !== undefined && typeof next.reason === "object" ? next.reason : next.cause
-  }
-  return false
-}
 
 /**
  * Slots per device: at least one each, the rest shared in proportion to size (Silo's `MigrateAll`).
@@ -405,8 +390,8 @@ export const make = Effect.fn("MigrationSource.make")(function*(
     )
   })
 
-  const serve: MigrationSource["serve"] = Effect.fn("MigrationSource.serve")(function*<E>(
-    next: Effect.Effect<PacketConnection.PacketConnection, E, Scope.Scope>,
+  const serve: MigrationSource["serve"] = Effect.fn("MigrationSource.serve")(function*<E, R>(
+    next: Effect.Effect<PacketConnection.PacketConnection, E, R>,
     serveOptions?: ServeOptions
   ) {
     const resumeTimeout = serveOptions?.resumeTimeout ?? DEFAULT_RESUME_TIMEOUT
@@ -430,7 +415,7 @@ export const make = Effect.fn("MigrationSource.make")(function*(
       })))
       if (Exit.isSuccess(exit)) return yield* summary
       const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
-      if (error === undefined || !isConnectionLoss(error)) return yield* Effect.failCause(exit.cause)
+      if (error === undefined || !ProtocolError.isConnectionLoss(error)) return yield* Effect.failCause(exit.cause)
       lost = error
       yield* Effect.logWarning(
         `migration: connection lost (${(error as Error).message}); waiting up to ${

@@ -139,3 +139,22 @@ export const responseTimeout = (dev: number, id: number, millis: number): Protoc
  */
 export const commandTimeout = (dev: number, command: number, millis: number): ProtocolError =>
   make(new Timeout({ dev, waitingFor: `request with command ${hex(command)}`, millis }))
+
+/**
+ * Whether a failure means the connection broke (closed, failed or timed out), so a new connection can carry
+ * on, rather than a fault of either side's storage or setup. Looks through the causes and reasons that
+ * device and migration errors wrap around a `ProtocolError`.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isConnectionLoss = (error: unknown): boolean => {
+  for (let at = error, depth = 0; at !== null && typeof at === "object" && depth < 8; depth++) {
+    if (at instanceof ProtocolError) {
+      return at.reason._tag === "Closed" || at.reason._tag === "TransportFailed" || at.reason._tag === "Timeout"
+    }
+    const next = at as { readonly reason?: unknown; readonly cause?: unknown }
+    at = next.reason !== undefined && typeof next.reason === "object" ? next.reason : next.cause
+  }
+  return false
+}

@@ -3,6 +3,8 @@ import * as Device from "@tessera/storage/Device"
 import * as Memory from "@tessera/storage/Memory"
 import { type BlockDevice, wrap } from "@tessera/storage/Provider"
 import { Deferred, Effect, Fiber, Ref, type Scope } from "effect"
+import * as net from "node:net"
+import type * as Address from "../src/Address.ts"
 import * as MigrationDestination from "../src/MigrationDestination.ts"
 import * as MigrationSource from "../src/MigrationSource.ts"
 import * as PacketConnection from "../src/PacketConnection.ts"
@@ -37,6 +39,38 @@ const memoryDestination = (made: Array<BlockDevice>, wrapDevice?: (device: Block
         return used
       })
   })
+
+/**
+ * A TCP proxy to `target` that destroys its first connection after `limit` bytes towards the client, and
+ * forwards later connections untouched.
+ */
+const droppingProxy = (target: Address.Address, limit: number) =>
+  Effect.acquireRelease(
+    Effect.callback<net.Server>((resume) => {
+      const { port } = target as Address.Tcp
+      let connections = 0
+      const server = net.createServer((client) => {
+        const first = connections++ === 0
+        const upstream = net.connect(Number(port), "127.0.0.1")
+        let forwarded = 0
+        upstream.on("data", (chunk: Buffer) => {
+          forwarded += chunk.length
+          client.write(chunk)
+          if (first && forwarded >= limit) {
+            client.destroy()
+            upstream.destroy()
+          }
+        })
+        client.on("data", (chunk: Buffer) => upstream.write(chunk))
+        client.on("error", () => upstream.destroy())
+        upstream.on("error", () => client.destroy())
+        client.on("close", () => upstream.destroy())
+        upstream.on("close", () => client.destroy())
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.sync(() => server.close())
+  ).pipe(Effect.map((server) => ({ address: `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}` })))
 
 const live = <A, E>(effect: Effect.Effect<A, E, Transport.Transport | Scope.Scope>) =>
   effect.pipe(Effect.scoped, Effect.timeout("30 seconds"), Effect.provide(Transport.Transport.layer))
@@ -148,6 +182,36 @@ describe("MigrationSource / MigrationDestination", () => {
         assert.isTrue(yield* Device.equals(disk, made[0]!))
       })))
   }
+
+  it.live("run dials again after the connection drops and ends identical", () =>
+    live(Effect.gen(function*() {
+      const disk = yield* randomDevice(4 * MiB, "run")
+      const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
+      const { listener, next } = yield* listening("tcp")
+      const served = yield* Effect.forkChild(source.serve(next))
+      const proxy = yield* droppingProxy(listener.address, MiB)
+      const made: Array<BlockDevice> = []
+      const destination = yield* memoryDestination(made)
+      yield* destination.run(
+        Effect.flatMap(Transport.dial(proxy.address), (stream) => PacketConnection.make([stream])),
+        { retryInterval: "20 millis" }
+      )
+      const summary = yield* Fiber.join(served)
+      assert.strictEqual(summary.connections, 2)
+      assert.isAtLeast(summary.devices[0]!.blocksSkipped, 1)
+      assert.isTrue(yield* Device.equals(disk, made[0]!))
+    })))
+
+  it.live("run fails at once when the source cannot be reached", () =>
+    live(Effect.gen(function*() {
+      const destination = yield* memoryDestination([])
+      const error = yield* Effect.flip(
+        destination.run(
+          Effect.flatMap(Transport.dial("tcp://127.0.0.1:1"), (stream) => PacketConnection.make([stream]))
+        )
+      )
+      assert.strictEqual(error._tag, "TransportError")
+    })))
 
   it.live("a destination that does not come back fails the source with Disconnected", () =>
     live(Effect.gen(function*() {
