@@ -7,6 +7,7 @@ import * as Command from "effect/cli/Command"
 import * as Craft from "./Craft.ts"
 import * as DeviceCommand from "./DeviceCommand.ts"
 import * as Inspect from "./Inspect.ts"
+import * as Migrate from "./Migrate.ts"
 
 /**
  * The `tessera` command.
@@ -16,5 +17,5 @@ import * as Inspect from "./Inspect.ts"
  */
 export const tessera = Command.make("tessera").pipe(
   Command.withDescription("Move and serve storage between machines"),
-  Command.withSubcommands([Inspect.command, Craft.command, DeviceCommand.command])
+  Command.withSubcommands([Inspect.command, Craft.command, DeviceCommand.command, Migrate.command])
 )

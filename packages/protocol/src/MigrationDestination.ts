@@ -39,6 +39,8 @@ import * as TransportError from "./TransportError.ts"
 export interface IncomingDevice {
   /** The device's index in the group (its dev id on the connection), from 1. */
   readonly index: number
+  /** How many devices the group has. */
+  readonly count: number
   readonly info: FromProtocol.DeviceInfo
   readonly schema: DeviceSchema.DeviceSchema
 }
@@ -162,7 +164,10 @@ export const make = Effect.fn("MigrationDestination.make")(function*(
       if (schema.size !== info.size) {
         return yield* mismatch(`${info.name}: the schema says ${schema.size} bytes, DevInfo ${info.size}`)
       }
-      const device = yield* Scope.provide(options.device({ index, info: deviceInfo, schema }), scope)
+      const device = yield* Scope.provide(
+        options.device({ index, count: group.devices.size, info: deviceInfo, schema }),
+        scope
+      )
       const onEvent = options.onEvent
       opening.push(
         yield* Scope.provide(

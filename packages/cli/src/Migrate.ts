@@ -1,0 +1,292 @@
+/**
+ * `tessera migrate serve` moves live devices to the first client that connects, with Silo's device-group flow,
+ * and exits 0 once every device is completed; `tessera migrate connect` receives them into the devices it is
+ * given and exits 0 once Completed has arrived for every device and the data is flushed. Either side rides out a
+ * broken connection: the source waits `--resume-timeout` seconds for the destination to come back, the
+ * destination dials again for as long, and blocks already received are not sent again.
+ *
+ * Output: a one-line summary on stdout, progress on stderr; with `--json`, JSON lines on stdout instead
+ * (`listening`, `progress`, `completed`), so scripts and tests can follow the migration.
+ *
+ * @since 0.1.0
+ */
+import * as Address from "@tessera/protocol/Address"
+import * as MigrationDestination from "@tessera/protocol/MigrationDestination"
+import * as MigrationSource from "@tessera/protocol/MigrationSource"
+import * as PacketConnection from "@tessera/protocol/PacketConnection"
+import * as ToProtocol from "@tessera/protocol/ToProtocol"
+import * as Transport from "@tessera/protocol/Transport"
+import * as DeviceSpec from "@tessera/storage/DeviceSpec"
+import type { BlockDevice } from "@tessera/storage/Provider"
+import * as StorageError from "@tessera/storage/StorageError"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { BadInput, OperationFailed } from "./CliFailure.ts"
+
+const compressionNames = { none: "None", rle: "RLE", zeroes: "Zeroes", gzip: "Gzip" } as const satisfies Record<
+  string,
+  ToProtocol.Compression
+>
+
+const parsed = <A>(result: Result.Result<A, { readonly message: string }>): Effect.Effect<A, BadInput> =>
+  Effect.fromResult(Result.mapError(result, (error) => new BadInput({ message: error.message })))
+
+/** Storage errors about a path the user gave are bad input (exit 2); the rest failed operations (exit 1). */
+const storageFailure = (error: StorageError.StorageError): BadInput | OperationFailed =>
+  error.reason._tag === "NotFound" || error.reason._tag === "Unsupported"
+    ? new BadInput({ message: error.message })
+    : new OperationFailed({ message: error.message })
+
+/** Every other failure of a migration is the operation's. */
+const operationFailed = (error: { readonly message: string }) => new OperationFailed({ message: error.message })
+
+const MiB = 1024 * 1024
+
+const formatBytes = (bytes: number): string =>
+  bytes >= 1024 * MiB
+    ? `${(bytes / (1024 * MiB)).toFixed(2)} GiB`
+    : bytes >= MiB
+    ? `${(bytes / MiB).toFixed(1)} MiB`
+    : `${bytes} bytes`
+
+const deviceFlag = Flag.String("device").pipe(
+  Flag.withDescription("A device: memory:SIZE, file:PATH or sparse:PATH (repeat for a group)"),
+  Flag.atLeast(1)
+)
+const jsonFlag = Flag.Boolean("json").pipe(
+  Flag.withDescription("Print JSON lines (listening, progress, completed) on stdout"),
+  Flag.withDefault(false)
+)
+const resumeFlag = Flag.Finite("resume-timeout").pipe(
+  Flag.withDescription("Seconds to wait for the peer to come back after the connection broke"),
+  Flag.withDefault(30)
+)
+
+/** Prints one JSON line, or in text mode one line on stderr. */
+const report = (json: boolean, event: Record<string, unknown>, text: string | undefined) =>
+  json ? Console.log(JSON.stringify(event)) : text === undefined ? Effect.void : Console.error(text)
+
+/** A name for a device of the group: the file's name, or `memory<i>`. */
+const deviceName = (spec: DeviceSpec.DeviceSpec, index: number): string =>
+  spec._tag === "Memory" ? `memory${index}` : path.basename(spec.path)
+
+// --- serve ---------------------------------------------------------------------------------------------------
+
+const serve = Command.make(
+  "serve",
+  {
+    device: deviceFlag,
+    listen: Flag.String("listen").pipe(
+      Flag.withDescription("Where to listen: tcp://HOST:PORT, unix:PATH"),
+      Flag.withDefault("tcp://127.0.0.1:5170")
+    ),
+    blockSize: Flag.String("block-size").pipe(
+      Flag.withDescription("Migration block size, e.g. 1MiB or 64KiB"),
+      Flag.withDefault("1MiB")
+    ),
+    concurrency: Flag.Int("concurrency").pipe(
+      Flag.withDescription("Blocks in flight over all devices"),
+      Flag.withDefault(100)
+    ),
+    compress: Flag.Literals("compress", ["none", "rle", "zeroes", "gzip"]).pipe(
+      Flag.withDescription("Compression of the block data"),
+      Flag.withDefault("none")
+    ),
+    size: Flag.String("size").pipe(Flag.withDescription("Size of file: devices (checked)"), Flag.optional),
+    resumeTimeout: resumeFlag,
+    json: jsonFlag
+  },
+  Effect.fn("migrate.serve")(function*(flags) {
+    const specs = yield* Effect.forEach(flags.device, (spec) => parsed(DeviceSpec.parse(spec)))
+    const blockSize = yield* parsed(DeviceSpec.parseSize(flags.blockSize))
+    if (blockSize === 0) return yield* new BadInput({ message: "--block-size must be at least 1 byte" })
+    if (flags.concurrency < 1) return yield* new BadInput({ message: "--concurrency must be at least 1" })
+    if (!(flags.resumeTimeout >= 0)) return yield* new BadInput({ message: "--resume-timeout must be >= 0" })
+    const size = Option.isSome(flags.size) ? yield* parsed(DeviceSpec.parseSize(flags.size.value)) : undefined
+    const address = yield* parsed(Address.parse(flags.listen))
+    const { json } = flags
+
+    const devices = yield* Effect.forEach(specs, (spec, i) =>
+      Effect.map(
+        Effect.mapError(DeviceSpec.open(spec, { size }), storageFailure),
+        (device): MigrationSource.SourceDevice => ({
+          name: deviceName(spec, i),
+          device,
+          blockSize,
+          system: spec._tag === "Memory" ? "memory" : spec._tag === "File" ? "file" : "sparsefile",
+          location: spec._tag === "Memory" ? undefined : spec.path
+        })
+      ))
+    const totalBytes = devices.reduce((sum, d) => sum + d.device.size, 0)
+
+    let lastLine = 0
+    const source = yield* Effect.mapError(
+      MigrationSource.make(devices, {
+        compression: compressionNames[flags.compress],
+        concurrency: flags.concurrency,
+        progressInterval: json ? Duration.millis(250) : Duration.seconds(1),
+        onProgress: ({ device, migration, phase }) =>
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            if (!json && phase !== "completed" && now - lastLine < 1000) return
+            lastLine = now
+            yield* report(json, {
+              event: "progress",
+              device,
+              phase,
+              migrated: migration.migratedBlocks,
+              ready: migration.readyBlocks,
+              total: migration.totalBlocks,
+              sent: migration.totalMigratedBlocks
+            }, `${device}: ${phase} ${migration.readyBlocks}/${migration.totalBlocks} blocks`)
+          })
+      }),
+      operationFailed
+    )
+    const listener = yield* Transport.listen(address).pipe(Effect.mapError(operationFailed))
+    const listening = Address.format(listener.address)
+    yield* report(
+      json,
+      { event: "listening", address: listening },
+      `serving ${devices.length} device(s), ${formatBytes(totalBytes)}, on ${listening}`
+    )
+    // Timed from the first connection: waiting for the client is not part of the migration.
+    let start: number | undefined
+    const summary = yield* source.serve(
+      Effect.flatMap(
+        listener.accept,
+        (stream) =>
+          Effect.tap(PacketConnection.make([stream]), () =>
+            Effect.map(Clock.currentTimeMillis, (now) => {
+              start ??= now
+            }))
+      ),
+      { resumeTimeout: Duration.seconds(flags.resumeTimeout) }
+    ).pipe(Effect.mapError(operationFailed))
+    const seconds = ((yield* Clock.currentTimeMillis) - (start ?? 0)) / 1000
+    const resentBytes = summary.devices.reduce((sum, d) => sum + d.blocksResent * blockSize, 0)
+    const finalRound = Math.max(...summary.devices.map((d) => Duration.toMillis(d.finalRound)))
+    yield* json
+      ? Console.log(JSON.stringify({
+        event: "completed",
+        bytes: totalBytes,
+        seconds,
+        connections: summary.connections,
+        finalRoundMillis: finalRound,
+        resentBytes,
+        devices: summary.devices.map((d) => ({ ...d, finalRound: Duration.toMillis(d.finalRound) }))
+      }))
+      : Console.log(
+        `migrated ${devices.length} device(s), ${formatBytes(totalBytes)} in ${seconds.toFixed(2)} s (${
+          (totalBytes / MiB / Math.max(seconds, 1e-3)).toFixed(1)
+        } MiB/s); final locked round ${finalRound} ms; ${
+          formatBytes(resentBytes)
+        } sent again; ${summary.connections} connection(s)`
+      )
+  }, Effect.scoped)
+).pipe(Command.withDescription("Serve live devices to the first client and migrate them (Silo device group)"))
+
+// --- connect -------------------------------------------------------------------------------------------------
+
+/**
+ * Opens the spec given for an incoming device: an existing file or sparse file must have the incoming size; a
+ * missing one is created with it; a memory device's size must match.
+ */
+const openIncoming = (
+  spec: DeviceSpec.DeviceSpec,
+  incoming: MigrationDestination.IncomingDevice
+): Effect.Effect<BlockDevice, StorageError.StorageError, Scope.Scope> => {
+  const { size } = incoming.info
+  const name = spec._tag === "Memory" ? `memory:${spec.size}` : `${spec._tag.toLowerCase()}:${spec.path}`
+  const wrongSize = (actual: number) =>
+    Effect.fail(StorageError.make(
+      name,
+      new StorageError.Unsupported({
+        detail: `${actual} bytes, but the incoming device ${incoming.info.name} has ${size}`
+      })
+    ))
+  if (spec._tag === "Memory") return spec.size === size ? DeviceSpec.open(spec) : wrongSize(spec.size)
+  const exists = fs.existsSync(spec.path)
+  if (exists && spec._tag === "File") {
+    const actual = fs.statSync(spec.path).size
+    if (actual !== size) return wrongSize(actual)
+  }
+  return DeviceSpec.open(spec, { size, create: !exists })
+}
+
+const connect = Command.make(
+  "connect",
+  {
+    from: Flag.String("from").pipe(Flag.withDescription("The source: tcp://HOST:PORT or unix:PATH")),
+    device: deviceFlag,
+    resumeTimeout: resumeFlag,
+    json: jsonFlag
+  },
+  Effect.fn("migrate.connect")(function*(flags) {
+    const specs = yield* Effect.forEach(flags.device, (spec) => parsed(DeviceSpec.parse(spec)))
+    const address = yield* parsed(Address.parse(flags.from))
+    if (!(flags.resumeTimeout >= 0)) return yield* new BadInput({ message: "--resume-timeout must be >= 0" })
+    const { json } = flags
+    const destination = yield* MigrationDestination.make({
+      device: (incoming) => {
+        const spec = specs[incoming.index - 1]
+        if (incoming.count !== specs.length || spec === undefined) {
+          return Effect.fail(StorageError.make(
+            "device group",
+            new StorageError.Unsupported({
+              detail: `the source sends ${incoming.count} device(s) but ${specs.length} --device were given`
+            })
+          ))
+        }
+        return openIncoming(spec, incoming)
+      }
+    })
+    const start = yield* Clock.currentTimeMillis
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      const devices = yield* Deferred.await(destination.devices)
+      for (const from of devices) {
+        yield* report(json, {
+          event: "device",
+          index: from.dev,
+          name: from.info.name,
+          size: from.info.size,
+          blockSize: from.info.blockSize
+        }, `receiving ${from.info.name} (${formatBytes(from.info.size)}) into ${flags.device[from.dev - 1]}`)
+      }
+    }))
+    yield* destination.run(
+      Effect.flatMap(Transport.dial(address), (stream) => PacketConnection.make([stream])),
+      { resumeTimeout: Duration.seconds(flags.resumeTimeout) }
+    ).pipe(
+      Effect.mapError((error) => error._tag === "StorageError" ? storageFailure(error) : operationFailed(error))
+    )
+    const seconds = ((yield* Clock.currentTimeMillis) - start) / 1000
+    const devices = yield* Deferred.await(destination.devices)
+    const bytes = devices.reduce((sum, from) => sum + from.info.size, 0)
+    yield* json
+      ? Console.log(JSON.stringify({ event: "completed", bytes, seconds, devices: devices.map((d) => d.info.name) }))
+      : Console.log(`received ${devices.length} device(s), ${formatBytes(bytes)} in ${seconds.toFixed(2)} s`)
+  }, Effect.scoped)
+).pipe(Command.withDescription("Receive a migration into local devices; exits once every device is completed"))
+
+/**
+ * The `migrate` command and its subcommands; they need a `Transport`.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("migrate").pipe(
+  Command.withDescription("Live migration of block devices (Silo protocol)"),
+  Command.withSubcommands([serve, connect]),
+  Command.provide(Transport.Transport.layer)
+)
