@@ -10,6 +10,7 @@ import * as CliError from "effect/cli/CliError"
 import * as Command from "effect/cli/Command"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Logger from "effect/Logger"
 import * as Runtime from "effect/Runtime"
 import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
@@ -58,6 +59,8 @@ export const program = Effect.gen(function*() {
       if (Cause.hasInterruptsOnly(cause) || (isReported(error) && !debug)) return Effect.void
       const line = debug ? `${Cause.pretty(cause)}\n` : `tessera: ${describe(error)}\n`
       return Stream.make(line).pipe(Stream.run(stdio.stderr({ endOnDone: false })), Effect.ignore)
-    })
+    }),
+    // Logs are for people: stdout is kept for results and JSON lines.
+    Effect.provideService(Logger.LogToStderr, true)
   )
 })

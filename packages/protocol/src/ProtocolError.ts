@@ -143,7 +143,8 @@ export const commandTimeout = (dev: number, command: number, millis: number): Pr
 /**
  * Whether a failure means the connection broke (closed, failed or timed out), so a new connection can carry
  * on, rather than a fault of either side's storage or setup. Looks through the causes and reasons that
- * device and migration errors wrap around a `ProtocolError`.
+ * device and migration errors wrap around a `ProtocolError`. A migration that already gave up on its peer
+ * (a `Disconnected` reason) is final, whatever broke the connection.
  *
  * @since 0.1.0
  * @category predicates
@@ -153,6 +154,7 @@ export const isConnectionLoss = (error: unknown): boolean => {
     if (at instanceof ProtocolError) {
       return at.reason._tag === "Closed" || at.reason._tag === "TransportFailed" || at.reason._tag === "Timeout"
     }
+    if ((at as { readonly _tag?: unknown })._tag === "Disconnected") return false
     const next = at as { readonly reason?: unknown; readonly cause?: unknown }
     at = next.reason !== undefined && typeof next.reason === "object" ? next.reason : next.cause
   }
