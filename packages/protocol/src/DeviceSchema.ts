@@ -91,7 +91,12 @@ export const formatSize = (bytes: number): string => {
   return String(bytes)
 }
 
-const quote = (text: string): string => JSON.stringify(text).replaceAll("${", "$${").replaceAll("%{", "%%{")
+/** A quoted HCL string: JSON escapes, and template openers doubled so they stay literal. */
+const quote = (text: string): string =>
+  JSON.stringify(text).replace(/([$%])\{/g, (_, sign: string) => `${sign}${sign}{`)
+
+/** hcl2json gives attribute values as template source, with literal openers still doubled. */
+const literal = (template: string): string => template.replace(/([$%])\1\{/g, (_, sign: string) => `${sign}{`)
 
 /**
  * The schema as one HCL device block, laid out as Silo's encoder lays it out.
@@ -133,7 +138,7 @@ export const parse = Effect.fn("DeviceSchema.parse")(function*(text: string) {
   const [name, body] = devices[0]!
   const stringOf = (key: string): string | undefined => {
     const value = body[key]
-    return typeof value === "string" ? value : undefined
+    return typeof value === "string" ? literal(value) : undefined
   }
   for (const key of ["size", "system", "blocksize", "location"]) {
     if (body[key] !== undefined && stringOf(key) === undefined) return yield* fail(`${key} must be a string`)

@@ -94,6 +94,14 @@ device memory {
       }
     }))
 
+  it.effect("keeps template openers literal in names and locations", () =>
+    Effect.gen(function*() {
+      const schema = { name: "a${x}%{y}", size: 0, system: "file" as const, location: "${ %{ $${ %%{" }
+      const parsed = yield* DeviceSchema.parse(DeviceSchema.encode(schema))
+      assert.strictEqual(parsed.name, schema.name)
+      assert.strictEqual(parsed.location, schema.location)
+    }))
+
   it("parses Silo's byte syntax", () => {
     assert.deepStrictEqual(Result.getOrThrow(DeviceSchema.parseSize(" 4K ")), 4096)
     assert.deepStrictEqual(Result.getOrThrow(DeviceSchema.parseSize("")), 0)
