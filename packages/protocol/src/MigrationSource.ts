@@ -8,6 +8,8 @@
  * written blocks first, behind the destination's NeedAt requests), the tracker finds what changed, and the lock
  * holds writers during the final round, so the destination ends exact.
  *
+ * The destination may also read from the source (ReadAt); those reads go through the tracker too.
+ *
  * Per device and connection: DirtyList of the blocks owed from a broken connection (empty on the first; its
  * acknowledgement also fences the destination's announcements), the blocks the destination says it has
  * (DontNeedAt) are left out, the rest is copied, then dirty rounds run with writers free until a round is small
@@ -332,6 +334,8 @@ export const make = Effect.fn("MigrationSource.make")(function*(
     }
     yield* Effect.forkScoped(to.handleNeedAt(blockSize, (block) => Effect.sync(() => order.prioritise(block))))
     yield* Effect.forkScoped(to.handleDontNeedAt(blockSize, (block) => Effect.sync(() => order.remove(block))))
+    // Through the tracker, as the migrator reads: a block the destination read is tracked from then on.
+    yield* Effect.forkScoped(to.handleReadAt(tracker.remote))
 
     const sent = () => Effect.map(migrator.progress, (progress) => progress.totalMigratedBlocks)
     yield* migrator.migrate(Number.POSITIVE_INFINITY)

@@ -105,6 +105,11 @@ describe("MigrationSource / MigrationDestination", () => {
         const expected = new Uint8Array(4096)
         yield* disks[1]!.readAt(expected, MiB)
         assert.deepStrictEqual(buffer, expected)
+        // And a read straight from the source (ReadAt from the destination) returns its current bytes.
+        const remote = new Uint8Array(1000)
+        assert.strictEqual(yield* devices[1]!.readAt(remote, 12345), 1000)
+        yield* disks[1]!.readAt(expected.subarray(0, 1000), 12345)
+        assert.deepStrictEqual(remote, expected.subarray(0, 1000))
         const summary = yield* Fiber.join(served)
         yield* Fiber.join(received)
         yield* Fiber.interrupt(writer)
