@@ -157,6 +157,11 @@ export interface Options {
 export interface SendOptions {
   /** Flush this frame's stream at once, with whatever was buffered before it. */
   readonly urgent?: boolean | undefined
+  /**
+   * Bytes that follow `payload` in the same frame, written by reference and never copied (block data behind a
+   * small packet prefix). Leave it unchanged until the call returns (for `request`, until the response).
+   */
+  readonly tail?: Uint8Array | undefined
 }
 
 /**
@@ -402,10 +407,12 @@ export const make = Effect.fn("PacketConnection.make")(function*(
     dev: number,
     id: number,
     payload: Uint8Array,
-    urgent: boolean
+    options: SendOptions | undefined
   ): Effect.Effect<void, ProtocolError.ProtocolError> => {
     if (ended !== undefined) return Effect.fail(ended)
-    const length = payload.length
+    const urgent = options?.urgent === true
+    const tail = options?.tail
+    const length = payload.length + (tail?.length ?? 0)
     if (length === 0) return Effect.fail(badArgument("a frame needs a non-empty payload (the command byte)"))
     if (length > maxFrameLength) {
       return Effect.fail(badArgument(`payload of ${length} bytes exceeds the frame cap of ${maxFrameLength}`))
@@ -414,7 +421,7 @@ export const make = Effect.fn("PacketConnection.make")(function*(
     if (device instanceof ProtocolError.ProtocolError) return Effect.fail(device)
     if (!device.announced) announce(dev, device)
     const writer = pickWriter()
-    writer.append(dev, id, payload)
+    writer.append(dev, id, payload, tail)
     counters.packetsSent++
     counters.bytesSent += SiloFrame.HEADER_SIZE + length
     if (urgent) {
@@ -478,15 +485,15 @@ export const make = Effect.fn("PacketConnection.make")(function*(
 
   const send: PacketConnection["send"] = (dev, id, payload, sendOptions) =>
     Effect.suspend(() => {
-      if (id !== 0) return Effect.as(sendFrame(dev, id, payload, sendOptions?.urgent === true), id)
+      if (id !== 0) return Effect.as(sendFrame(dev, id, payload, sendOptions), id)
       const device = deviceOf(dev)
       if (device instanceof ProtocolError.ProtocolError) return Effect.fail(device)
       const fresh = allocateId(device)
-      return Effect.as(sendFrame(dev, fresh, payload, sendOptions?.urgent === true), fresh)
+      return Effect.as(sendFrame(dev, fresh, payload, sendOptions), fresh)
     })
 
   const respond: PacketConnection["respond"] = (dev, id, payload, sendOptions) =>
-    Effect.suspend(() => sendFrame(dev, id, payload, sendOptions?.urgent === true))
+    Effect.suspend(() => sendFrame(dev, id, payload, sendOptions))
 
   const request: PacketConnection["request"] = (dev, payload, requestOptions) =>
     Effect.suspend(() => {
@@ -505,7 +512,7 @@ export const make = Effect.fn("PacketConnection.make")(function*(
       counters.waitingForId++
       sweepBy(waiter.deadline)
       return Effect.onExit(
-        Effect.andThen(sendFrame(dev, id, payload, requestOptions?.urgent === true), Deferred.await(waiter.response)),
+        Effect.andThen(sendFrame(dev, id, payload, requestOptions), Deferred.await(waiter.response)),
         () =>
           Effect.sync(() => {
             counters.waitingForId--

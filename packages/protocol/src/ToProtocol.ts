@@ -12,9 +12,8 @@
  *   carrying that hash replaces the data (the destination has the block, or fetches it, elsewhere); a hash that
  *   differs means the block changed since, so the data is sent. Otherwise a plain WriteAt, or a compressed one
  *   (RLE, zeroes or gzip) when `compression` says so. Then it waits for WriteAtResponse: its count is what
- *   `writeAt` returns; WriteAtResponseErr is an `IoFailure` ("remote write error"). A plain WriteAt costs one
- *   copy of the data, into the packet (a packet connection sends one contiguous payload per frame; the
- *   connection itself writes payloads over 4 KiB by reference). `writeAtWithMap` is the same exchange for
+ *   `writeAt` returns; WriteAtResponseErr is an `IoFailure` ("remote write error"). A plain WriteAt copies nothing:
+ *   its 9-byte prefix goes out with the caller's buffer as the frame's tail. `writeAtWithMap` is the same exchange for
  *   WriteAtWithMap, always with the data.
  * - `readAt` sends ReadAt and copies the data of ReadAtResponse into the buffer; ReadAtResponseErr is an
  *   `IoFailure` ("remote read error").
@@ -175,6 +174,12 @@ export interface ToProtocol extends BlockDevice {
 const unexpected = (what: string, detail: string): ProtocolError.ProtocolError =>
   ProtocolError.make(new ProtocolError.MalformedFrame({ stream: -1, offset: 0, detail: `${what}: ${detail}` }))
 
+/** A packet to send: the payload, and block data to send after it without copying. */
+interface WritePacket {
+  readonly payload: Uint8Array
+  readonly tail?: Uint8Array | undefined
+}
+
 const sha256 = (data: Uint8Array): Uint8Array => createHash("sha256").update(data).digest()
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.length).equals(b)
@@ -226,8 +231,11 @@ export const make = (
         ))
 
   /** Sends a write of `length` bytes and turns its WriteAtResponse into the count written. */
-  const awaitWrite = (payload: Uint8Array, length: number): Effect.Effect<number, StorageError.StorageError> =>
-    connection.request(dev, payload, requestOptions).pipe(
+  const awaitWrite = (
+    { payload, tail }: WritePacket,
+    length: number
+  ): Effect.Effect<number, StorageError.StorageError> =>
+    connection.request(dev, payload, tail === undefined ? requestOptions : { ...requestOptions, tail }).pipe(
       Effect.mapError((error) => ioFailure("write", error)),
       Effect.flatMap((response) => {
         const decoded = SiloPacket.decodeWriteAtResponse(response)
@@ -239,26 +247,37 @@ export const make = (
       })
     )
 
-  /** The payload `writeAt` sends for `body` at `offset` (spec §3.1's decision list). */
-  const writePayload = (body: Uint8Array, offset: number): Uint8Array => {
+  /**
+   * The packet `writeAt` sends for `body` at `offset` (spec §3.1's decision list). A plain WriteAt is its prefix
+   * with the data as the frame's tail, so the block goes to the socket without being copied.
+   */
+  const writePacket = (body: Uint8Array, offset: number): WritePacket => {
     const length = body.length
-    const hashOf = (hash: Uint8Array): Uint8Array =>
-      SiloPacket.encode({ _tag: "WriteAtHash", dataLocation: SiloPacket.DataLocation.S3, offset, length, hash })
+    const hashOf = (hash: Uint8Array): WritePacket => ({
+      payload: SiloPacket.encode({
+        _tag: "WriteAtHash",
+        dataLocation: SiloPacket.DataLocation.S3,
+        offset,
+        length,
+        hash
+      })
+    })
     if (sendNoData) return hashOf(sha256(body))
     const source = alternateIndex.get(`${offset}:${length}`)
     if (source !== undefined && sameBytes(sha256(body), source.hash)) return hashOf(source.hash)
-    if (compression !== "None") return SiloPacket.encode({ _tag: "WriteAt", offset, data: body, compression })
-    const payload = new Uint8Array(SiloPacket.WRITE_AT_PREFIX_SIZE + length)
-    SiloPacket.encodeWriteAtPrefixInto(payload, 0, offset)
-    payload.set(body, SiloPacket.WRITE_AT_PREFIX_SIZE)
-    return payload
+    if (compression !== "None") {
+      return { payload: SiloPacket.encode({ _tag: "WriteAt", offset, data: body, compression }) }
+    }
+    const prefix = new Uint8Array(SiloPacket.WRITE_AT_PREFIX_SIZE)
+    SiloPacket.encodeWriteAtPrefixInto(prefix, 0, offset)
+    return { payload: prefix, tail: body }
   }
 
   const writeAt = (data: Uint8Array, offset: number): Effect.Effect<number, StorageError.StorageError> =>
     Effect.flatMap(clipEffect(name, size, offset, data.length), (length) => {
       if (length === 0) return Effect.succeed(0)
       const body = length === data.length ? data : data.subarray(0, length)
-      return awaitWrite(writePayload(body, offset), length)
+      return awaitWrite(writePacket(body, offset), length)
     })
 
   const writeAtWithMap = (
@@ -268,7 +287,7 @@ export const make = (
   ): Effect.Effect<number, StorageError.StorageError> =>
     Effect.flatMap(clipEffect(name, size, offset, data.length), (length) => {
       const body = length === data.length ? data : data.subarray(0, length)
-      return awaitWrite(SiloPacket.encode({ _tag: "WriteAtWithMap", offset, idMap, data: body }), length)
+      return awaitWrite({ payload: SiloPacket.encode({ _tag: "WriteAtWithMap", offset, idMap, data: body }) }, length)
     })
 
   const readAt = (buffer: Uint8Array, offset: number): Effect.Effect<number, StorageError.StorageError> =>

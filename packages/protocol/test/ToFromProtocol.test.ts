@@ -300,8 +300,10 @@ const acknowledgingConnection = () => {
   const connection: PacketConnection.PacketConnection = {
     streams: 1,
     send: (_dev, _id, payload) => Effect.sync(() => (payloads.push(payload), 1)),
-    request: (_dev, payload) =>
+    request: (_dev, prefix, options) =>
       Effect.sync(() => {
+        // The frame's payload is the prefix and the tail together, as the peer receives it.
+        const payload = options?.tail === undefined ? prefix : Buffer.concat([prefix, options.tail])
         payloads.push(payload)
         const decoded = Result.getOrThrow(SiloPacket.decode(payload))
         const bytes = decoded._tag === "WriteAt"

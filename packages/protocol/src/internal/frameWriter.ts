@@ -120,19 +120,32 @@ export class FrameWriter<E> {
     return this.#writing
   }
 
-  append(dev: number, id: number, payload: Uint8Array): void {
-    const length = payload.length
-    const small = length <= SMALL_PAYLOAD
-    this.#reserve(small ? SiloFrame.HEADER_SIZE + length : SiloFrame.HEADER_SIZE)
+  /**
+   * Appends one frame whose payload is `payload` followed by `tail` when there is one. A small frame is copied
+   * into the slab whole; otherwise its header (and a small `payload`) go in the slab and the large parts are
+   * written by reference.
+   */
+  append(dev: number, id: number, payload: Uint8Array, tail?: Uint8Array): void {
+    const length = payload.length + (tail?.length ?? 0)
+    const whole = length <= SMALL_PAYLOAD
+    const inline = whole || payload.length <= SMALL_PAYLOAD
+    this.#reserve(SiloFrame.HEADER_SIZE + (whole ? length : inline ? payload.length : 0))
     const slab = this.#slab
     slab.encode(this.#end, dev, id, length)
     this.#end += SiloFrame.HEADER_SIZE
-    if (small) {
+    if (inline) {
       slab.bytes.set(payload, this.#end)
-      this.#end += length
+      this.#end += payload.length
+    }
+    if (whole) {
+      if (tail !== undefined) {
+        slab.bytes.set(tail, this.#end)
+        this.#end += tail.length
+      }
     } else {
       this.#seal()
-      this.#parts.push(payload)
+      if (!inline) this.#parts.push(payload)
+      if (tail !== undefined && tail.length > 0) this.#parts.push(tail)
     }
     this.#bytes += SiloFrame.HEADER_SIZE + length
     this.#frames++
