@@ -407,11 +407,11 @@ export const make = Effect.fn("PacketConnection.make")(function*(
     dev: number,
     id: number,
     payload: Uint8Array,
-    options: SendOptions | undefined
+    sendOptions: SendOptions | undefined
   ): Effect.Effect<void, ProtocolError.ProtocolError> => {
     if (ended !== undefined) return Effect.fail(ended)
-    const urgent = options?.urgent === true
-    const tail = options?.tail
+    const urgent = sendOptions?.urgent === true
+    const tail = sendOptions?.tail
     const length = payload.length + (tail?.length ?? 0)
     if (length === 0) return Effect.fail(badArgument("a frame needs a non-empty payload (the command byte)"))
     if (length > maxFrameLength) {
