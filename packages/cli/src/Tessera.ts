@@ -5,6 +5,7 @@
  */
 import * as Command from "effect/cli/Command"
 import * as Craft from "./Craft.ts"
+import * as Demo from "./Demo.ts"
 import * as DeviceCommand from "./DeviceCommand.ts"
 import * as Inspect from "./Inspect.ts"
 import * as Migrate from "./Migrate.ts"
@@ -17,5 +18,5 @@ import * as Migrate from "./Migrate.ts"
  */
 export const tessera = Command.make("tessera").pipe(
   Command.withDescription("Move and serve storage between machines"),
-  Command.withSubcommands([Inspect.command, Craft.command, DeviceCommand.command, Migrate.command])
+  Command.withSubcommands([Inspect.command, Craft.command, DeviceCommand.command, Migrate.command, Demo.command])
 )

@@ -16,6 +16,11 @@ export * as Craft from "./Craft.ts"
 /**
  * @since 0.1.0
  */
+export * as Demo from "./Demo.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as DeviceCommand from "./DeviceCommand.ts"
 
 /**
@@ -42,6 +47,16 @@ export * as Lines from "./Lines.ts"
  * @since 0.1.0
  */
 export * as Main from "./Main.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as Migrate from "./Migrate.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as Progress from "./Progress.ts"
 
 /**
  * @since 0.1.0
