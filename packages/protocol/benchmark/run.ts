@@ -1,4 +1,7 @@
 /**
- * `npm run bench` entry point: the transport benchmark (see README.md).
+ * `npm run bench` entry point (see README.md): the transport benchmark, then the migration benchmark.
+ * `BENCH_SUITES=transport` or `BENCH_SUITES=migration` runs one of them.
  */
-await import("./transport.ts")
+const suites = (process.env.BENCH_SUITES ?? "transport,migration").split(",")
+if (suites.includes("transport")) await import("./transport.ts")
+if (suites.includes("migration")) await import("./migration.ts")
