@@ -5,7 +5,7 @@
  */
 import { Result } from "effect"
 import { Bench } from "tinybench"
-import { DnetStructs, SiloFrame, SiloPacket } from "../src/index.ts"
+import { DnetStructs, NbdTransmission, SiloFrame, SiloPacket } from "../src/index.ts"
 
 const BATCH = 10_000
 const SLAB = new Uint8Array(1 << 20)
@@ -147,11 +147,56 @@ const dnetBare = () => {
   }
 }
 
+// --- NBD request (28 B) and simple reply header (16 B), big-endian with a 64-bit cookie ----------------------
+const nbdRequestOurs = () => {
+  for (let i = 0; i < BATCH; i++) {
+    const at = (i % slots) * slotSize
+    NbdTransmission.encodeRequestHeaderInto(SLAB, at, {
+      flags: 0,
+      type: 0,
+      cookie: 0x1234_0000_0000n + BigInt(i),
+      offset: i * 4096,
+      length: 4096
+    })
+    const request = NbdTransmission.decodeRequest(new Uint8Array(SLAB.buffer, at, NbdTransmission.REQUEST_HEADER_SIZE))
+    if (Result.isFailure(request)) continue
+    NbdTransmission.encodeSimpleReplyHeaderInto(SLAB, at + 32, 0, request.success.cookie)
+    const reply = NbdTransmission.decodeSimpleReplyHeader(SLAB, at + 32)
+    if (Result.isSuccess(reply)) sink += request.success.offset + reply.success.error + 1
+  }
+}
+const nbdRequestBare = () => {
+  for (let i = 0; i < BATCH; i++) {
+    const at = (i % slots) * slotSize
+    view.setUint32(at, 0x2560_9513)
+    view.setUint16(at + 4, 0)
+    view.setUint16(at + 6, 0)
+    view.setBigUint64(at + 8, 0x1234_0000_0000n + BigInt(i))
+    view.setBigUint64(at + 16, BigInt(i * 4096))
+    view.setUint32(at + 24, 4096)
+    if (view.getUint32(at) !== 0x2560_9513) continue
+    const request = {
+      flags: view.getUint16(at + 4),
+      type: view.getUint16(at + 6),
+      cookie: view.getBigUint64(at + 8),
+      offset: Number(view.getBigUint64(at + 16)),
+      length: view.getUint32(at + 24)
+    }
+    view.setUint32(at + 32, 0x6744_6698)
+    view.setUint32(at + 36, 0)
+    view.setBigUint64(at + 40, request.cookie)
+    if (view.getUint32(at + 32) !== 0x6744_6698) continue
+    const reply = { error: view.getUint32(at + 36), cookie: view.getBigUint64(at + 40) }
+    sink += request.offset + reply.error + 1
+  }
+}
+
 const cases = [
   { name: "silo frame header (12 B), HeaderSlab", ours: siloHeaderOurs, bare: siloHeaderBare },
   { name: "silo frame header (12 B), any Uint8Array", ours: siloHeaderShifts, bare: siloHeaderBare },
   { name: "silo WriteAt frame (64 KiB view)", ours: writeAtOurs, bare: writeAtBare },
-  { name: "dnet cmd+attr+io_attr (288 B)", ours: dnetOurs, bare: dnetBare }
+  { name: "dnet cmd+attr+io_attr (288 B)", ours: dnetOurs, bare: dnetBare },
+  { name: "nbd request (28 B) + simple reply header (16 B)", ours: nbdRequestOurs, bare: nbdRequestBare }
 ] as const
 
 // Zero-copy check: the decoded WriteAt data must be a view of the slab, not a copy.

@@ -30,6 +30,10 @@ export interface Frame {
 /**
  * How to find frames in a stream and what to make of each one.
  *
+ * Every field is read afresh before each frame, so a protocol with phases (NBD) may give a format whose
+ * `name`, `headerSize`, `maxFrameLength` and `frameLength` follow state that `decodeFrame` changes; a
+ * `headerSize` of `Infinity` holds all further bytes until the state changes again.
+ *
  * @since 0.1.0
  * @category models
  */

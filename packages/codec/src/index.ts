@@ -56,6 +56,26 @@ export * as FlashPacket from "./FlashPacket.ts"
 /**
  * @since 0.1.0
  */
+export * as NbdConstants from "./NbdConstants.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as NbdHandshake from "./NbdHandshake.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as NbdStream from "./NbdStream.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as NbdTransmission from "./NbdTransmission.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as SiloCompression from "./SiloCompression.ts"
 
 /**
