@@ -26,6 +26,11 @@ export * as CdmSlotstamp from "./CdmSlotstamp.ts"
 /**
  * @since 0.1.0
  */
+export * as CircuitFragment from "./CircuitFragment.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as DecodeError from "./DecodeError.ts"
 
 /**
