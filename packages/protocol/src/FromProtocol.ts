@@ -436,9 +436,16 @@ export const serve = Effect.fn("FromProtocol.serve")(function*(
     Effect.ignore(connection.respond(dev, id, SiloPacket.encode(packet), { urgent }))
   const writeError = (id: number) => respond(id, { _tag: "WriteAtResponseErr" })
 
-  /** Takes requests for `command` until the connection ends; `handle` must not fail. */
+  /**
+   * Takes requests for `command` until the connection ends; `handle` must not fail. The loop does not yield
+   * between requests (it suspends when the mailbox is empty, and the mailbox is bounded), so the responses to
+   * every request that arrived in one read are produced in the same turn of the event loop and leave in one
+   * write; yielding after each one cost a system call per response.
+   */
   const takeEach = (command: number, handle: (request: PacketConnection.Request) => Effect.Effect<void>) =>
-    run(Effect.ignore(Effect.forever(Effect.flatMap(connection.waitForCommand(dev, command), handle))))
+    run(Effect.ignore(
+      Effect.forever(Effect.flatMap(connection.waitForCommand(dev, command), handle), { disableYield: true })
+    ))
 
   // --- WriteAt -----------------------------------------------------------------------------------------------
 

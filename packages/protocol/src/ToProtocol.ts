@@ -343,9 +343,13 @@ export const make = (
   ): Effect.Effect<void> =>
     Effect.scoped(Effect.gen(function*() {
       const run = yield* FiberSet.makeRuntime<never, void, never>()
-      yield* Effect.ignore(Effect.forever(Effect.map(connection.waitForCommand(dev, command), (request) => {
-        run(handle(request))
-      })))
+      // No yield between requests, as in FromProtocol: the responses of one read leave in one write.
+      yield* Effect.ignore(Effect.forever(
+        Effect.map(connection.waitForCommand(dev, command), (request) => {
+          run(handle(request))
+        }),
+        { disableYield: true }
+      ))
     }))
 
   const respond = (id: number, packet: SiloPacket.Packet): Effect.Effect<void> =>
