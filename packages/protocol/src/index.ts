@@ -51,6 +51,26 @@ export * as Migrator from "./Migrator.ts"
 /**
  * @since 0.1.0
  */
+export * as NbdClient from "./NbdClient.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as NbdError from "./NbdError.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as NbdExport from "./NbdExport.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as NbdServer from "./NbdServer.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as PacketConnection from "./PacketConnection.ts"
 
 /**

@@ -35,6 +35,25 @@ export interface BlockDevice {
   readonly flush: Effect.Effect<void, StorageError.StorageError>
   /** Best-effort cancellation of in-flight writes to the range; most devices have nothing to cancel. */
   readonly cancelWrites: (offset: number, length: number) => Effect.Effect<void>
+  /**
+   * Optional: which bytes of `[offset, offset + length)` hold data, as consecutive runs from `offset` (cut at
+   * the end of the device). Bytes not allocated read as zeros. A device that cannot tell leaves it out, and all
+   * of it counts as data (an NBD export reports holes from it).
+   */
+  readonly allocation?:
+    | ((offset: number, length: number) => Effect.Effect<ReadonlyArray<AllocationRun>, StorageError.StorageError>)
+    | undefined
+}
+
+/**
+ * A run of bytes of a device and whether they hold data (see `BlockDevice.allocation`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AllocationRun {
+  readonly length: number
+  readonly allocated: boolean
 }
 
 /**

@@ -581,7 +581,25 @@ export const make = Effect.fn("SparseFile.make")(
           return place(first, contents, n)
         }))),
       flush: lifecycle.guard(file.datasync),
-      cancelWrites: () => Effect.void
+      cancelWrites: () => Effect.void,
+      // A block is allocated once a record of it is placed; blocks never written read as zeros.
+      allocation: (offset, length) =>
+        lifecycle.guard(Effect.suspend(() => {
+          const clipped = clip(name, size, offset, length)
+          if (Result.isFailure(clipped)) return Effect.fail(clipped.failure)
+          const stop = offset + clipped.success
+          const runs: Array<{ length: number; allocated: boolean }> = []
+          if (clipped.success === 0) return Effect.succeed(runs)
+          const { end, first } = Blocks.touched(offset, clipped.success, size, blockSize)
+          for (let block = first; block < end; block++) {
+            const allocated = index.has(block) || pending.has(block)
+            const bytes = Math.min(stop, (block + 1) * blockSize) - Math.max(offset, block * blockSize)
+            const last = runs.at(-1)
+            if (last !== undefined && last.allocated === allocated) last.length += bytes
+            else runs.push({ length: bytes, allocated })
+          }
+          return Effect.succeed(runs)
+        }))
     }
   }
 )
