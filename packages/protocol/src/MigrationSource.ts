@@ -69,7 +69,11 @@ export interface SourceDevice {
 export interface Options {
   /** Compression of the block data; default `"None"`. */
   readonly compression?: ToProtocol.Compression | undefined
-  /** Blocks in flight over all devices, split by device size as Silo does; default 100. */
+  /**
+   * Blocks in flight over all devices, split by device size as Silo does. Default: Silo's 100, or fewer when
+   * the group's largest blocks would put more than 32 MiB in flight (32 blocks of 1 MiB): more does not move
+   * data faster over one connection, and every block in flight is memory on both sides.
+   */
   readonly concurrency?: number | undefined
   /** How long a write counts towards a block's volatility; default 30 minutes (Silo's device groups). */
   readonly volatilityExpiry?: Duration.Input | undefined
@@ -195,6 +199,7 @@ interface DeviceState {
 }
 
 const DEFAULT_CONCURRENCY = 100
+const DEFAULT_BYTES_IN_FLIGHT = 32 * 1024 * 1024
 const DEFAULT_MAX_DIRTY_ROUNDS = 20
 const DEFAULT_RESUME_TIMEOUT = Duration.seconds(30)
 
@@ -221,7 +226,10 @@ export const make = Effect.fn("MigrationSource.make")(function*(
   options: Options = {}
 ): Effect.fn.Return<MigrationSource, MigrationError.MigrationError, Scope.Scope> {
   if (devices.length === 0) return yield* invalid("a device group needs at least one device")
-  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY
+  // A bad block size is reported below, per device; here it only must not turn the default into NaN.
+  const largestBlock = Math.max(1, ...devices.map((d) => d.blockSize).filter((size) => size > 0))
+  const concurrency = options.concurrency ??
+    Math.max(1, Math.min(DEFAULT_CONCURRENCY, Math.floor(DEFAULT_BYTES_IN_FLIGHT / largestBlock)))
   if (!(Number.isSafeInteger(concurrency) && concurrency > 0)) {
     return yield* invalid(`concurrency must be a positive whole number, got ${concurrency}`)
   }
