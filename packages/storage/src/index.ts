@@ -86,6 +86,11 @@ export * as ObjectStore from "./ObjectStore.ts"
 /**
  * @since 0.1.0
  */
+export * as ObjectStoreSpec from "./ObjectStoreSpec.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as Provider from "./Provider.ts"
 
 /**

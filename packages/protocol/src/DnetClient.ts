@@ -1,0 +1,489 @@
+/**
+ * A dnet client (`specs/dnet.md` §4): it learns the network from any one reachable node (REVERSE_LOOKUP, then
+ * ROUTE_LIST), routes every key (SHA-512 of the name, `DnetRing.idOf`) to its owner in each group, writes to
+ * every group, reads from one replica and falls through to the next group when a node fails or lacks the key.
+ *
+ * Every request sets NEED_ACK, so each transaction ends with a final reply: a WRITE's file-info reply, or the
+ * ACK carrying the status. Writes larger than one packet (the node's `maxPacketSize`, 64 MiB of data by
+ * default) are sent as consecutive writes at increasing offsets; a read's split replies are joined. The
+ * original client split at 10 MiB (`MAX_TRANS_SIZE`); with the stores here every write of an object rewrites
+ * it, so fewer, bigger pieces cost less.
+ *
+ * Connections are dialled on first use, one per node, and live in the client's scope; one that breaks is
+ * dialled again by the next request that needs it.
+ *
+ * @since 0.1.0
+ */
+import { CmdFlags, Command, ID_SIZE, IoFlags } from "@tessera/codec/DnetConstants"
+import * as DnetPacket from "@tessera/codec/DnetPacket"
+import { AddrAttr, FileInfo, type IoAttr } from "@tessera/codec/DnetStructs"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as DnetError from "./DnetError.ts"
+import * as DnetRing from "./DnetRing.ts"
+import * as Link from "./internal/dnetLink.ts"
+import { routeOf } from "./internal/dnetWire.ts"
+import type * as Transport from "./Transport.ts"
+
+/**
+ * How a client finds and talks to the network.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Nodes to learn the network from, tried in order until one answers. */
+  readonly nodes: ReadonlyArray<string>
+  /** The groups to write to and read from, in read order; default every group the route table knows. */
+  readonly groups?: ReadonlyArray<number> | undefined
+  /** Timeout of each request; default 30 seconds. */
+  readonly timeout?: Duration.Input | undefined
+  /** Largest packet sent or accepted, header included; default `DnetPacket.DEFAULT_MAX_PACKET_SIZE`. */
+  readonly maxPacketSize?: number | undefined
+}
+
+/**
+ * The result of one group's part of a write, remove or lookup: which node was asked and what it said.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Outcome<A> {
+  readonly group: number
+  /** The owner asked, or `undefined` when no node serves the group. */
+  readonly node: string | undefined
+  readonly result: Result.Result<A, DnetError.DnetError>
+}
+
+/**
+ * What a node says about a stored object (its LOOKUP or WRITE reply).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stored {
+  readonly size: number
+  /** Last modification, milliseconds since the epoch. */
+  readonly modified: number
+}
+
+/**
+ * Bytes read, and the replica they came from.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Read {
+  readonly group: number
+  readonly node: string
+  readonly data: Uint8Array
+}
+
+/**
+ * One object of a listing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Listed {
+  readonly key: Uint8Array
+  readonly size: number
+  readonly node: string
+}
+
+/**
+ * A group's listing: every object its nodes hold, in key order, and the nodes that failed to answer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Listing {
+  readonly group: number
+  readonly objects: ReadonlyArray<Listed>
+  readonly failures: ReadonlyArray<DnetError.DnetError>
+}
+
+/**
+ * Options of a write.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WriteOptions {
+  /** Byte offset in the object; default 0, which replaces it. */
+  readonly offset?: number | undefined
+  /** Add the bytes at the end of the object. */
+  readonly append?: boolean | undefined
+  /** Groups to write to; default the client's. */
+  readonly groups?: ReadonlyArray<number> | undefined
+}
+
+/**
+ * Options of a read.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReadOptions {
+  readonly offset?: number | undefined
+  /** Bytes wanted; 0 (the default) for the rest of the object. */
+  readonly size?: number | undefined
+  /** Groups to try, in order; default the client's. */
+  readonly groups?: ReadonlyArray<number> | undefined
+}
+
+/**
+ * A client.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DnetClient {
+  /** The nodes the client knows of. */
+  readonly routes: () => ReadonlyArray<DnetRing.Route>
+  readonly ring: () => DnetRing.Ring
+  /** The groups it writes to and reads from. */
+  readonly groups: () => ReadonlyArray<number>
+  /** Learns the network again from the first node of `nodes` (or of the route table) that answers. */
+  readonly refresh: Effect.Effect<void, DnetError.DnetError>
+  /** Stores `data` under `key` in every group; one outcome per group. */
+  readonly write: (
+    key: Uint8Array,
+    data: Uint8Array,
+    options?: WriteOptions
+  ) => Effect.Effect<ReadonlyArray<Outcome<Stored>>>
+  /** Reads from the first group whose owner answers; fails with the last group's error when none does. */
+  readonly read: (key: Uint8Array, options?: ReadOptions) => Effect.Effect<Read, DnetError.DnetError>
+  /** Removes `key` from every group. */
+  readonly remove: (
+    key: Uint8Array,
+    groups?: ReadonlyArray<number>
+  ) => Effect.Effect<ReadonlyArray<Outcome<void>>>
+  /** LOOKUP in every group. */
+  readonly lookup: (
+    key: Uint8Array,
+    groups?: ReadonlyArray<number>
+  ) => Effect.Effect<ReadonlyArray<Outcome<Stored>>>
+  /** Lists what the nodes of each group hold (READ_RANGE over the whole key space, statistics only). */
+  readonly list: (groups?: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<Listing>>
+  /** Sends one request to a node and returns every reply, the final one last (for tools and tests). */
+  readonly request: (
+    node: string,
+    packet: Link.Outgoing
+  ) => Effect.Effect<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>
+}
+
+const EMPTY = new Uint8Array(0)
+const LOWEST = new Uint8Array(ID_SIZE)
+const HIGHEST = new Uint8Array(ID_SIZE).fill(0xff)
+
+const ioOf = (key: Uint8Array, fields: Partial<IoAttr>): IoAttr => ({
+  parent: key,
+  id: key,
+  start: 0,
+  num: 0,
+  type: 0,
+  flags: 0,
+  offset: 0,
+  size: 0,
+  ...fields
+})
+
+/** The final reply's status as an error, or the replies. */
+const checked = (node: string, command: string, replies: ReadonlyArray<DnetPacket.Packet>) => {
+  const last = replies[replies.length - 1]
+  if (last === undefined) {
+    return Effect.fail(DnetError.make(new DnetError.BadReply({ node, detail: `no reply to ${command}` })))
+  }
+  return last.status < 0
+    ? Effect.fail(DnetError.make(new DnetError.Status({ node, command, status: last.status })))
+    : Effect.succeed(replies)
+}
+
+const badReply = (node: string, detail: string) => DnetError.make(new DnetError.BadReply({ node, detail }))
+
+const header = (cmd: number, data = EMPTY): Link.Outgoing => ({
+  id: { id: LOWEST, groupId: 0, type: 0 },
+  flags: CmdFlags.NEED_ACK | CmdFlags.DIRECT | CmdFlags.NOLOCK,
+  status: 0,
+  attrs: [{ cmd, flags: 0, data }]
+})
+
+const millisOf = (tsec: bigint, tnsec: bigint): number => Number(tsec) * 1000 + Math.floor(Number(tnsec) / 1e6)
+
+const storedOf = (node: string, command: string, replies: ReadonlyArray<DnetPacket.Packet>) => {
+  const attr = replies.find((packet) => packet.attrs.length > 0)?.attrs[0]
+  const decoded = attr === undefined ? undefined : FileInfo.decode(attr.data, AddrAttr.size)
+  if (decoded === undefined || Result.isFailure(decoded)) {
+    return Effect.fail(badReply(node, `a ${command} reply without file info`))
+  }
+  const info = decoded.success
+  return Effect.succeed<Stored>({ size: info.size, modified: millisOf(info.mtime.tsec, info.mtime.tnsec) })
+}
+
+/**
+ * Connects to the network through the first of `config.nodes` that answers; connections close with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fn("DnetClient.make")(function*(
+  config: Options
+): Effect.fn.Return<DnetClient, DnetError.DnetError, Transport.Transport | Scope.Scope> {
+  const scope = yield* Scope.Scope
+  const context = yield* Effect.context<Transport.Transport>()
+  const timeout = config.timeout ?? Duration.seconds(30)
+  const maxPacketSize = config.maxPacketSize ?? DnetPacket.DEFAULT_MAX_PACKET_SIZE
+  const maxWrite = maxPacketSize - DnetPacket.HEADER_SIZE - DnetPacket.ATTR_SIZE - DnetPacket.IO_ATTR_SIZE
+  if (config.nodes.length === 0) {
+    return yield* DnetError.make(new DnetError.BadArgument({ detail: "a client needs at least one node to ask" }))
+  }
+  if (maxWrite < 1) {
+    return yield* DnetError.make(new DnetError.BadArgument({ detail: `maxPacketSize ${maxPacketSize} is too small` }))
+  }
+
+  const links = new Map<string, Link.Link>()
+  let routes: ReadonlyArray<DnetRing.Route> = []
+  let ring = DnetRing.make([])
+
+  const linkTo = (node: string): Effect.Effect<Link.Link, DnetError.DnetError> =>
+    Effect.suspend(() => {
+      const known = links.get(node)
+      if (known !== undefined && known.isOpen()) return Effect.succeed(known)
+      return Effect.gen(function*() {
+        const child = yield* Scope.fork(scope)
+        const link = yield* Link.dial(node, { timeout, maxPacketSize }).pipe(
+          Scope.provide(child),
+          Effect.provideContext(context),
+          Effect.onError(() => Scope.close(child, Exit.void))
+        )
+        links.set(node, link)
+        yield* Effect.forkIn(
+          Effect.andThen(
+            link.closed,
+            Effect.suspend(() => {
+              if (links.get(node) === link) links.delete(node)
+              return Scope.close(child, Exit.void)
+            })
+          ),
+          scope
+        )
+        return link
+      })
+    })
+
+  const request: DnetClient["request"] = (node, packet) =>
+    Effect.flatMap(linkTo(node), (link) => link.request(packet, { timeout }))
+
+  const call = (node: string, command: string, packet: Link.Outgoing) =>
+    Effect.flatMap(request(node, packet), (replies) => checked(node, command, replies))
+
+  const learnFrom = (node: string) =>
+    Effect.gen(function*() {
+      const reverse = yield* call(node, "REVERSE_LOOKUP", header(Command.REVERSE_LOOKUP))
+      const answer = reverse.find((packet) => packet.attrs.length > 0)
+      const self = answer === undefined ? undefined : routeOf(answer, node)
+      const listed = yield* call(node, "ROUTE_LIST", header(Command.ROUTE_LIST))
+      const found = new Map<string, DnetRing.Route>()
+      if (self !== undefined) found.set(self.address, self)
+      for (const packet of listed) {
+        if (packet.attrs.length === 0) continue
+        const route = routeOf(packet, undefined)
+        if (route === undefined) return yield* badReply(node, "a ROUTE_LIST reply without a usable address")
+        found.set(route.address, route)
+      }
+      // The node was dialled at `node`; route to it there even if it calls itself something else.
+      if (self !== undefined && self.address !== node && !found.has(node)) {
+        found.delete(self.address)
+        found.set(node, { ...self, address: node })
+      }
+      routes = [...found.values()]
+      ring = DnetRing.make(routes)
+    })
+
+  const refresh: Effect.Effect<void, DnetError.DnetError> = Effect.suspend(() => {
+    const candidates = [...new Set([...config.nodes, ...routes.map((route) => route.address)])]
+    const attempt = (i: number): Effect.Effect<void, DnetError.DnetError> =>
+      Effect.catch(
+        learnFrom(candidates[i]!),
+        (error) => (i + 1 < candidates.length ? attempt(i + 1) : Effect.fail(error))
+      )
+    return attempt(0)
+  })
+
+  yield* refresh
+
+  const groupsOf = (wanted: ReadonlyArray<number> | undefined) => wanted ?? config.groups ?? DnetRing.groups(ring)
+
+  /** Runs `run` against the owner of `key` in each group, all groups at once. */
+  const perGroup = <A>(
+    key: Uint8Array,
+    groups: ReadonlyArray<number>,
+    run: (group: number, node: string) => Effect.Effect<A, DnetError.DnetError>
+  ): Effect.Effect<ReadonlyArray<Outcome<A>>> =>
+    Effect.forEach(groups, (group) => {
+      const node = DnetRing.owner(ring, group, key)
+      if (node === undefined) {
+        return Effect.succeed<Outcome<A>>({
+          group,
+          node,
+          result: Result.fail(DnetError.make(new DnetError.NoRoute({ group })))
+        })
+      }
+      return Effect.map(Effect.result(run(group, node)), (result): Outcome<A> => ({ group, node, result }))
+    }, { concurrency: "unbounded" })
+
+  const writeGroup = (key: Uint8Array, data: Uint8Array, group: number, node: string, options: WriteOptions) =>
+    Effect.gen(function*() {
+      const base = options.offset ?? 0
+      let stored: Stored | undefined
+      for (let at = 0; at === 0 || at < data.length; at += maxWrite) {
+        const piece = data.subarray(at, Math.min(data.length, at + maxWrite))
+        // Later pieces continue the object: appended, or written in place after the earlier ones.
+        const append = options.append === true
+        const replies = yield* call(node, "WRITE", {
+          id: { id: key, groupId: group, type: 0 },
+          flags: CmdFlags.NEED_ACK,
+          status: 0,
+          attrs: [{
+            cmd: Command.WRITE,
+            flags: 0,
+            io: ioOf(key, {
+              flags: append ? IoFlags.APPEND : 0,
+              offset: append ? 0 : base + at,
+              size: piece.length
+            }),
+            data: piece
+          }]
+        })
+        stored = yield* storedOf(node, "WRITE", replies)
+      }
+      return stored!
+    })
+
+  const write: DnetClient["write"] = (key, data, writeOptions = {}) =>
+    perGroup(key, groupsOf(writeOptions.groups), (group, node) => writeGroup(key, data, group, node, writeOptions))
+
+  const readGroup = (key: Uint8Array, group: number, node: string, readOptions: ReadOptions) =>
+    Effect.gen(function*() {
+      const replies = yield* call(node, "READ", {
+        id: { id: key, groupId: group, type: 0 },
+        flags: CmdFlags.NEED_ACK,
+        status: 0,
+        attrs: [{
+          cmd: Command.READ,
+          flags: 0,
+          io: ioOf(key, { offset: readOptions.offset ?? 0, size: readOptions.size ?? 0 }),
+          data: EMPTY
+        }]
+      })
+      const pieces: Array<Uint8Array> = []
+      for (const packet of replies) {
+        for (const attr of packet.attrs) if (attr.cmd === Command.READ) pieces.push(attr.data)
+      }
+      if (pieces.length === 1) return pieces[0]!
+      return new Uint8Array(Buffer.concat(pieces))
+    })
+
+  const read: DnetClient["read"] = (key, readOptions = {}) =>
+    Effect.suspend(() => {
+      const groups = groupsOf(readOptions.groups)
+      const attempt = (i: number, last: DnetError.DnetError | undefined): Effect.Effect<Read, DnetError.DnetError> => {
+        if (i >= groups.length) {
+          return Effect.fail(last ?? DnetError.make(new DnetError.BadArgument({ detail: "no group to read from" })))
+        }
+        const group = groups[i]!
+        const node = DnetRing.owner(ring, group, key)
+        if (node === undefined) return attempt(i + 1, last ?? DnetError.make(new DnetError.NoRoute({ group })))
+        return readGroup(key, group, node, readOptions).pipe(
+          Effect.map((data): Read => ({ group, node, data })),
+          // A missing key beats a dead node as the final answer: it says more about the object.
+          Effect.catch((error) =>
+            attempt(
+              i + 1,
+              last !== undefined && DnetError.isNotFound(last) && !DnetError.isNotFound(error) ? last : error
+            )
+          )
+        )
+      }
+      return attempt(0, undefined)
+    })
+
+  const remove: DnetClient["remove"] = (key, groups) =>
+    perGroup(key, groupsOf(groups), (group, node) =>
+      Effect.asVoid(call(node, "DEL", {
+        id: { id: key, groupId: group, type: 0 },
+        flags: CmdFlags.NEED_ACK,
+        status: 0,
+        attrs: [{ cmd: Command.DEL, flags: 0, data: EMPTY }]
+      })))
+
+  const lookup: DnetClient["lookup"] = (key, groups) =>
+    perGroup(key, groupsOf(groups), (group, node) =>
+      Effect.flatMap(
+        call(node, "LOOKUP", {
+          id: { id: key, groupId: group, type: 0 },
+          flags: CmdFlags.NEED_ACK,
+          status: 0,
+          attrs: [{ cmd: Command.LOOKUP, flags: 0, data: EMPTY }]
+        }),
+        (replies) => storedOf(node, "LOOKUP", replies)
+      ))
+
+  const listNode = (group: number, node: string) =>
+    Effect.map(
+      call(node, "READ_RANGE", {
+        id: { id: LOWEST, groupId: group, type: 0 },
+        flags: CmdFlags.NEED_ACK,
+        status: 0,
+        attrs: [{
+          cmd: Command.READ_RANGE,
+          flags: 0,
+          io: { parent: HIGHEST, id: LOWEST, start: 0, num: 0, type: 0, flags: IoFlags.NODATA, offset: 0, size: 0 },
+          data: EMPTY
+        }]
+      }),
+      (replies) => {
+        const objects: Array<Listed> = []
+        // Record replies, then the trailer (the count) and the ACK.
+        for (const packet of replies.slice(0, -2)) {
+          const io = packet.attrs[0]?.io
+          if (io !== undefined) objects.push({ key: io.id.slice(), size: io.size, node })
+        }
+        return objects
+      }
+    )
+
+  const list: DnetClient["list"] = (groups) =>
+    Effect.forEach(groupsOf(groups), (group) =>
+      Effect.map(
+        Effect.forEach(DnetRing.nodes(ring, group), (node) => Effect.result(listNode(group, node)), {
+          concurrency: "unbounded"
+        }),
+        (results): Listing => {
+          const objects = results.flatMap((result) => (Result.isSuccess(result) ? result.success : []))
+          objects.sort((a, b) => DnetRing.compareIds(a.key, b.key))
+          return {
+            group,
+            objects,
+            failures: results.flatMap((result) => (Result.isFailure(result) ? [result.failure] : []))
+          }
+        }
+      ))
+
+  return {
+    routes: () => routes,
+    ring: () => ring,
+    groups: () => groupsOf(undefined),
+    refresh,
+    write,
+    read,
+    remove,
+    lookup,
+    list,
+    request
+  }
+})

@@ -1,0 +1,971 @@
+/**
+ * An elliptics `dnet` storage node (Era B, `specs/dnet.md`): it listens, parses every packet with the rules of
+ * §1.1, runs each attribute against an `ObjectStore`, and answers as §3 says: replies carry the request's
+ * transaction with the reply bit, statuses are negative errnos, data replies carry MORE while the transaction
+ * stays open, and a request with NEED_ACK ends with an empty ACK carrying the status (a successful WRITE ends
+ * with its file-info reply instead).
+ *
+ * Commands: LOOKUP, WRITE (APPEND, PREPARE, COMMIT, PLAIN_WRITE / OVERWRITE; COMPRESS and NOCSUM accepted and
+ * ignored), READ (`check_get_size`: an offset at or past the end succeeds with no data), DEL, LIST (the ids
+ * held, Era A style), STAT, STAT_COUNT, STATUS, READ_RANGE / DEL_RANGE (LIMIT, NODATA), BULK_READ, AUTH,
+ * NOTIFY, JOIN, ROUTE_LIST, REVERSE_LOOKUP. EXEC is refused with -ENOTSUP (no remote execution), and so is a
+ * STATUS asking the node to exit. Column `type` must be 0 (-1 too for DEL): other columns are -ENOTSUP.
+ *
+ * Bad input. A header announcing more than `maxPacketSize` bytes closes the connection before any of it is
+ * buffered (past it the stream cannot be followed). A packet whose attributes do not parse, a WRITE whose
+ * `io.size` is not its data, and a fixed-size payload of the wrong size get a -EINVAL final reply whether or
+ * not they asked for an ACK; the whole packet is checked before any attribute runs, so nothing is written from
+ * a bad packet. Other failures follow §3.1: the final ACK carries them when NEED_ACK was set. Requests for
+ * another group get -ENXIO: this node serves only its own group, and never forwards (every request is handled
+ * as if it carried DIRECT).
+ *
+ * Network (§4). The node owns `ids` on the ring of its `group`. With `join` it dials each seed, asks
+ * REVERSE_LOOKUP and ROUTE_LIST, dials every node it learns of, and announces itself to each with JOIN; a node
+ * that receives a JOIN first checks it can connect back to the announced address. A route lives as long as a
+ * connection that taught it: when the peer dies its ids leave the ring, and a background round every
+ * `reconnectInterval` dials the lost peers again, so a node that comes back is routed to again. Addresses in
+ * routes are `dnet_addr_attr`s: TCP to an IP literal, or a Unix socket path of at most 26 bytes.
+ *
+ * Concurrency: each connection runs up to `maxInFlight` requests at once (and holds at most
+ * `maxInFlightBytes` of them); changes to one key run one at a time in arrival order unless NOLOCK is set.
+ *
+ * @since 0.1.0
+ */
+import {
+  AttrFlags,
+  AUTH_COOKIE_SIZE,
+  CmdFlags,
+  Command,
+  COMMAND_MAX,
+  Counter,
+  Errno,
+  ID_SIZE,
+  IoFlags,
+  NodeStatusFlags,
+  TRANS_REPLY
+} from "@tessera/codec/DnetConstants"
+import * as DnetPacket from "@tessera/codec/DnetPacket"
+import {
+  AddrAttr,
+  Auth,
+  FileInfo,
+  type Id,
+  IoAttr,
+  type IoAttr as IoAttrT,
+  NodeStatus,
+  Stat,
+  type Time
+} from "@tessera/codec/DnetStructs"
+import type * as ObjectStore from "@tessera/storage/ObjectStore"
+import type * as StorageError from "@tessera/storage/StorageError"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import * as Pull from "effect/Pull"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as Fs from "node:fs/promises"
+import * as Os from "node:os"
+import * as Address from "./Address.ts"
+import * as DnetError from "./DnetError.ts"
+import * as DnetRing from "./DnetRing.ts"
+import * as Link from "./internal/dnetLink.ts"
+import * as Locks from "./internal/dnetLocks.ts"
+import {
+  ackOf,
+  addrAttrOf,
+  addressOf,
+  encodeParts,
+  type Incoming,
+  makeReader,
+  needsAck,
+  replyHeader,
+  routeOf,
+  splitIds
+} from "./internal/dnetWire.ts"
+import * as Transport from "./Transport.ts"
+
+/**
+ * How a node is set up.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The objects this node serves. */
+  readonly store: ObjectStore.Store
+  /** Where to listen (`tcp://127.0.0.1:1025`; port 0 picks one). */
+  readonly listen: Address.Address | string
+  /** The replica group this node serves; default 1. */
+  readonly group?: number | undefined
+  /** This node's ring ids; default {@link DEFAULT_ID_COUNT} random ones. */
+  readonly ids?: ReadonlyArray<Uint8Array> | undefined
+  /** Nodes to join (any one reachable node of the network is enough). */
+  readonly join?: ReadonlyArray<string> | undefined
+  /** The cookie AUTH must present (at most 32 bytes); when set, JOIN and STATUS changes need it first. */
+  readonly authCookie?: Uint8Array | undefined
+  /** Where STAT measures the file system; default the current directory. */
+  readonly statPath?: string | undefined
+  /** Largest packet accepted, header included; default `DnetPacket.DEFAULT_MAX_PACKET_SIZE` (64 MiB of data). */
+  readonly maxPacketSize?: number | undefined
+  /** Data bytes in one READ reply; larger reads are split into several replies with MORE. Default 64 MiB. */
+  readonly maxReplyData?: number | undefined
+  /** Requests of one connection handled at once; default 32. */
+  readonly maxInFlight?: number | undefined
+  /** Bytes of requests of one connection held at once; default 256 MiB (one packet is always admitted). */
+  readonly maxInFlightBytes?: number | undefined
+  /** How often lost peers are dialled again; default 1 second. */
+  readonly reconnectInterval?: Duration.Input | undefined
+  /** Timeout of the node's own requests to peers (join, connect-back check); default 5 seconds. */
+  readonly peerTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A running node.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DnetNode {
+  /** The address it listens on, as a string (the port the OS chose for port 0). */
+  readonly address: string
+  readonly group: number
+  readonly ids: ReadonlyArray<Uint8Array>
+  /** This node and every peer it has a live connection with. */
+  readonly routes: () => ReadonlyArray<DnetRing.Route>
+  /** The rings of {@link DnetNode.routes}. */
+  readonly ring: () => DnetRing.Ring
+  /** Connections being served. */
+  readonly connections: () => number
+  /** Whether the node is read-only (a STATUS change sets it). */
+  readonly readOnly: () => boolean
+}
+
+/**
+ * Ring ids a node makes for itself when none are given. The original derived the count from free space (one
+ * per 100 GiB, plus one); a fixed handful spreads keys more evenly over a few nodes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_ID_COUNT = 8
+
+/** Ids a JOIN may announce. */
+const MAX_JOIN_IDS = 4096
+/** Ids per LIST reply (1 MiB of ids). */
+const LIST_IDS_PER_REPLY = 16384
+/** NOTIFY subscriptions one connection may hold. */
+const MAX_SUBSCRIPTIONS = 1024
+const EMPTY = new Uint8Array(0)
+const ZERO_ID = new Uint8Array(ID_SIZE)
+const ZERO_CSUM = new Uint8Array(64)
+const MIB = 1024 * 1024
+
+/** A failure the node turns into a status. */
+class Failed {
+  readonly status: number
+  /** A malformed request: the -EINVAL goes back even without NEED_ACK. */
+  readonly malformed: boolean
+  constructor(status: number, malformed = false) {
+    this.status = status
+    this.malformed = malformed
+  }
+}
+
+const fail = (errno: number) => Effect.fail(new Failed(-errno))
+const malformed = Effect.fail(new Failed(-Errno.EINVAL, true))
+
+const statusOf = (error: StorageError.StorageError): number => {
+  switch (error.reason._tag) {
+    case "NotFound":
+      return -Errno.ENOENT
+    case "OutOfRange":
+      return -Errno.EINVAL
+    case "Unsupported":
+      return -Errno.ENOTSUP
+    case "Corrupt":
+      return -Errno.EILSEQ
+    default:
+      return -DnetError.EIO
+  }
+}
+
+const storage = <A>(effect: Effect.Effect<A, StorageError.StorageError>) =>
+  Effect.mapError(effect, (error) => new Failed(statusOf(error)))
+
+const badArgument = (detail: string) => DnetError.make(new DnetError.BadArgument({ detail }))
+
+const timeOf = (millis: number): Time => ({
+  tsec: BigInt(Math.floor(millis / 1000)),
+  tnsec: BigInt(Math.floor((millis % 1000) * 1_000_000))
+})
+
+/** `dnet_file_info` of a stored object (no checksum kept: NOCSUM). */
+const fileInfoOf = (info: ObjectStore.ObjectInfo): Uint8Array => {
+  const time = timeOf(info.modified)
+  return FileInfo.encode({
+    flen: 0,
+    checksum: ZERO_CSUM,
+    nlink: 1,
+    mode: 0o100644,
+    dev: 0n,
+    rdev: 0n,
+    ino: 0n,
+    uid: 0,
+    gid: 0,
+    blksize: 4096,
+    blocks: Math.ceil(info.size / 512),
+    size: info.size,
+    offset: 0,
+    atime: time,
+    ctime: time,
+    mtime: time
+  })
+}
+
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let size = 0
+  for (const part of parts) size += part.length
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
+const hexOf = (key: Uint8Array): string => Buffer.from(key.buffer, key.byteOffset, key.length).toString("hex")
+
+/** A request as the handlers see it: its header, with flags that WRITE may change. */
+interface Request {
+  readonly id: Id
+  flags: number
+  readonly trans: bigint
+}
+
+/** One NOTIFY subscription: replies go to its transaction on its connection. */
+interface Subscription {
+  readonly key: string
+  readonly request: Request
+  readonly session: Session
+}
+
+/** What the node keeps per served connection. */
+interface Session {
+  readonly connection: Transport.Connection
+  authenticated: boolean
+  /** The route this connection announced with JOIN, if any: its requests count as a server peer's. */
+  joined: string | undefined
+  readonly subscriptions: Set<Subscription>
+}
+
+/** A peer route and the connections that vouch for it; it leaves the ring when the last one ends. */
+interface Peer {
+  route: DnetRing.Route
+  readonly sources: Set<object>
+}
+
+/**
+ * Starts a node: listens, joins the network if asked (waiting for the first round of joins; unreachable seeds
+ * are retried in the background), and serves until the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fn("DnetNode.make")(function*(
+  options: Options
+): Effect.fn.Return<DnetNode, DnetError.DnetError, Transport.Transport | Scope.Scope> {
+  const store = options.store
+  const group = options.group ?? 1
+  if (!(Number.isInteger(group) && group >= 0 && group <= 0xffff_ffff)) {
+    return yield* badArgument(`the group must be an integer from 0 to 4294967295, got ${group}`)
+  }
+  const ids = options.ids ?? DnetRing.randomIds(DEFAULT_ID_COUNT)
+  if (ids.length === 0 || ids.some((id) => id.length !== ID_SIZE)) {
+    return yield* badArgument(`a node needs at least one ring id of ${ID_SIZE} bytes`)
+  }
+  const cookie = new Uint8Array(AUTH_COOKIE_SIZE)
+  if (options.authCookie !== undefined) {
+    if (options.authCookie.length > AUTH_COOKIE_SIZE) {
+      return yield* badArgument(`the auth cookie is at most ${AUTH_COOKIE_SIZE} bytes`)
+    }
+    cookie.set(options.authCookie)
+  }
+  const needsAuth = options.authCookie !== undefined
+  const maxPacketSize = options.maxPacketSize ?? DnetPacket.DEFAULT_MAX_PACKET_SIZE
+  const maxReplyData = Math.max(1, options.maxReplyData ?? 64 * MIB)
+  const maxInFlight = Math.max(1, options.maxInFlight ?? 32)
+  const maxInFlightBytes = Math.max(1, options.maxInFlightBytes ?? 256 * MIB)
+  const reconnectInterval = options.reconnectInterval ?? Duration.seconds(1)
+  const peerTimeout = options.peerTimeout ?? Duration.seconds(5)
+  const statPath = options.statPath ?? "."
+  const transport = yield* Transport.Transport
+  const scope = yield* Scope.Scope
+
+  const listener = yield* Effect.mapError(
+    transport.listen(options.listen),
+    (error) => DnetError.make(new DnetError.Unreachable({ node: String(options.listen), detail: error.message }))
+  )
+  const address = Address.format(listener.address)
+  const selfAttr = addrAttrOf(address)
+  if (selfAttr === undefined && (options.join?.length ?? 0) > 0) {
+    return yield* badArgument(
+      `${address} cannot be announced to other nodes (use TCP to an IP address, or a Unix path of at most 26 bytes)`
+    )
+  }
+  const selfAddrAttr = AddrAttr.encode(
+    selfAttr ?? { sockType: 0, family: 0, proto: 0, addr: { addr: new Uint8Array(28), addrLen: 0 } }
+  )
+  const selfIds = concat(ids)
+  const selfRoute: DnetRing.Route = { address, group, ids }
+
+  let readOnly = false
+  let nodeFlags = 0
+  let logMask = 0
+  const locks = Locks.make()
+  const sessions = new Set<Session>()
+  const subscriptions = new Map<string, Set<Subscription>>()
+  // Slots 0..COMMAND_MAX-1 for joined peers, COMMAND_MAX.. for clients: [count, errors].
+  const counters = Array.from({ length: 2 * COMMAND_MAX }, () => [0, 0] as [number, number])
+
+  // --- routes ------------------------------------------------------------------------------------------------
+
+  const peers = new Map<string, Peer>()
+  let ring = DnetRing.make([selfRoute])
+  const rebuild = () => {
+    ring = DnetRing.make([selfRoute, ...[...peers.values()].map((peer) => peer.route)])
+  }
+  const addRoute = (route: DnetRing.Route, source: object) => {
+    if (route.address === address) return
+    const peer = peers.get(route.address)
+    if (peer === undefined) peers.set(route.address, { route, sources: new Set([source]) })
+    else {
+      peer.route = route
+      peer.sources.add(source)
+    }
+    rebuild()
+  }
+  const dropSource = (source: object) => {
+    let changed = false
+    for (const [key, peer] of peers) {
+      if (peer.sources.delete(source) && peer.sources.size === 0) {
+        peers.delete(key)
+        changed = true
+      }
+    }
+    if (changed) rebuild()
+  }
+  const routes = (): ReadonlyArray<DnetRing.Route> => [selfRoute, ...[...peers.values()].map((peer) => peer.route)]
+
+  // --- replies -----------------------------------------------------------------------------------------------
+
+  const write = (session: Session, packet: DnetPacket.Packet) =>
+    Effect.ignore(session.connection.write(encodeParts(packet)))
+
+  const reply = (
+    session: Session,
+    request: Request,
+    cmd: number,
+    attrFlags: number,
+    data: Uint8Array,
+    more: boolean,
+    io?: IoAttrT,
+    id?: Id
+  ) =>
+    write(session, {
+      ...replyHeader(request, more, id),
+      attrs: [io === undefined ? { cmd, flags: attrFlags, data } : { cmd, flags: attrFlags, io, data }]
+    })
+
+  /** Sends `bytes` read at `io.offset` as READ replies of at most `maxReplyData` each (§3.2). */
+  const sendRead = (
+    session: Session,
+    request: Request,
+    attrFlags: number,
+    io: IoAttrT,
+    bytes: Uint8Array,
+    alwaysMore: boolean
+  ) =>
+    Effect.gen(function*() {
+      const id: Id = { id: io.id, groupId: request.id.groupId, type: request.id.type }
+      for (let at = 0; at < bytes.length; at += maxReplyData) {
+        const piece = bytes.subarray(at, Math.min(bytes.length, at + maxReplyData))
+        const last = at + piece.length >= bytes.length
+        yield* reply(session, request, Command.READ, attrFlags, piece, alwaysMore || !last, {
+          ...io,
+          offset: io.offset + at,
+          size: piece.length
+        }, id)
+      }
+    })
+
+  const notify = (key: Uint8Array, io: IoAttrT) =>
+    Effect.suspend(() => {
+      const subscribers = subscriptions.get(hexOf(key))
+      if (subscribers === undefined) return Effect.void
+      const data = concat([selfAddrAttr, IoAttr.encode(io)])
+      return Effect.forEach(
+        [...subscribers],
+        (sub) => reply(sub.session, sub.request, Command.NOTIFY, 0, data, true),
+        { discard: true }
+      )
+    })
+
+  const unsubscribe = (sub: Subscription) => {
+    sub.session.subscriptions.delete(sub)
+    const set = subscriptions.get(sub.key)
+    set?.delete(sub)
+    if (set !== undefined && set.size === 0) subscriptions.delete(sub.key)
+  }
+
+  const ownGroup = (request: Request) => request.id.groupId === group ? Effect.void : fail(Errno.ENXIO)
+  const checkWritable = () => (readOnly ? fail(Errno.EROFS) : Effect.void)
+
+  const lockFor = <A, E>(request: Request, key: Uint8Array, effect: Effect.Effect<A, E>) =>
+    (request.flags & CmdFlags.NOLOCK) !== 0 ? effect : locks.with(hexOf(key), effect)
+
+  // --- commands ----------------------------------------------------------------------------------------------
+
+  /** WRITE with the IO flags of §2.5, as one change of the object. */
+  const writeObject = (io: IoAttrT, data: Uint8Array) =>
+    Effect.gen(function*() {
+      const key = io.id
+      const flags = io.flags
+      let info: ObjectStore.ObjectInfo
+      if ((flags & IoFlags.PREPARE) !== 0) {
+        // A prepared record starts afresh; the reservation itself is only a size hint here.
+        if (io.offset === 0) info = yield* storage(store.write(key, data))
+        else {
+          yield* storage(store.write(key, EMPTY))
+          info = yield* storage(store.write(key, data, { offset: io.offset }))
+        }
+      } else if ((flags & IoFlags.APPEND) !== 0) {
+        info = yield* storage(store.write(key, data, { append: true }))
+      } else if ((flags & (IoFlags.PLAIN_WRITE | IoFlags.OVERWRITE | IoFlags.COMMIT)) !== 0 && io.offset === 0) {
+        // In place at offset 0: the bytes after the written ones stay (a store write at 0 replaces).
+        const old = yield* Effect.option(storage(store.stat(key)))
+        if (old._tag === "Some" && old.value.size > data.length) {
+          const tail = yield* storage(store.read(key, data.length, 0))
+          info = yield* storage(store.write(key, concat([data, tail])))
+        } else {
+          info = yield* storage(store.write(key, data))
+        }
+      } else {
+        info = yield* storage(store.write(key, data, { offset: io.offset }))
+      }
+      if ((flags & IoFlags.COMMIT) !== 0 && info.size !== io.num) {
+        // COMMIT fixes the record's final size at io.num.
+        info = info.size > io.num
+          ? yield* storage(Effect.flatMap(store.read(key, 0, io.num), (kept) => store.write(key, kept)))
+          : yield* storage(store.write(key, EMPTY, { offset: io.num }))
+      }
+      return info
+    })
+
+  const runAttribute = (
+    session: Session,
+    request: Request,
+    attr: DnetPacket.Attribute
+  ): Effect.Effect<void, Failed> => {
+    const cmd = attr.cmd
+    const io = attr.io
+    switch (cmd) {
+      case Command.LOOKUP:
+        return Effect.gen(function*() {
+          yield* ownGroup(request)
+          const info = yield* storage(store.stat(request.id.id))
+          if (info.size === 0) return yield* fail(Errno.ENOENT)
+          yield* reply(session, request, cmd, attr.flags, concat([selfAddrAttr, fileInfoOf(info)]), false)
+        })
+      case Command.WRITE:
+        return Effect.gen(function*() {
+          if (io!.size !== attr.data.length) return yield* malformed
+          yield* ownGroup(request)
+          yield* checkWritable()
+          if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return yield* fail(Errno.ENOTSUP)
+          // The file-info reply is the final one (§3.1): NEED_ACK comes back only if the write fails.
+          const wantedAck = needsAck(request.flags)
+          request.flags &= ~CmdFlags.NEED_ACK
+          const info = yield* lockFor(request, io!.id, writeObject(io!, attr.data)).pipe(
+            Effect.tapError(() =>
+              Effect.sync(() => {
+                if (wantedAck) request.flags |= CmdFlags.NEED_ACK
+              })
+            )
+          )
+          yield* reply(
+            session,
+            request,
+            cmd,
+            attr.flags | AttrFlags.NOCSUM,
+            concat([selfAddrAttr, fileInfoOf(info)]),
+            false
+          )
+          yield* notify(io!.id, { ...io!, size: attr.data.length })
+        })
+      case Command.READ:
+        return Effect.gen(function*() {
+          yield* ownGroup(request)
+          if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return yield* fail(Errno.ENOTSUP)
+          const bytes = yield* storage(store.read(io!.id, io!.offset, io!.size))
+          if ((io!.flags & IoFlags.SKIP_SENDING) !== 0) return
+          yield* sendRead(session, request, attr.flags, io!, bytes, false)
+        })
+      case Command.DEL:
+        return Effect.gen(function*() {
+          yield* ownGroup(request)
+          yield* checkWritable()
+          if (request.id.type !== 0 && request.id.type !== -1) return yield* fail(Errno.ENOTSUP)
+          const key = request.id.id
+          const removed = yield* lockFor(request, key, storage(store.remove(key)))
+          if (!removed) return yield* fail(Errno.ENOENT)
+          yield* notify(key, {
+            parent: ZERO_ID,
+            id: key,
+            start: 0,
+            num: 0,
+            type: 0,
+            flags: IoFlags.REMOVED,
+            offset: 0,
+            size: 0
+          })
+        })
+      case Command.LIST:
+        return Effect.gen(function*() {
+          const all = yield* storage(store.list())
+          for (let at = 0; at < all.length; at += LIST_IDS_PER_REPLY) {
+            const chunk = all.slice(at, at + LIST_IDS_PER_REPLY)
+            yield* reply(session, request, cmd, attr.flags, concat(chunk.map((info) => info.key)), true)
+          }
+        })
+      case Command.STAT:
+        return Effect.gen(function*() {
+          const fsStat = yield* Effect.option(Effect.tryPromise(() => Fs.statfs(statPath)))
+          const la = Os.loadavg().map((value) => Math.min(0xffff, Math.round(value * 100)))
+          const fs = fsStat._tag === "Some" ? fsStat.value : undefined
+          const data = Stat.encode({
+            la: [la[0]!, la[1]!, la[2]!],
+            namemax: 255,
+            bsize: fs?.bsize ?? 0,
+            frsize: fs?.bsize ?? 0,
+            blocks: fs?.blocks ?? 0,
+            bfree: fs?.bfree ?? 0,
+            bavail: fs?.bavail ?? 0,
+            files: fs?.files ?? 0,
+            ffree: fs?.ffree ?? 0,
+            favail: fs?.ffree ?? 0,
+            fsid: 0n,
+            flag: 0n,
+            vmActive: 0,
+            vmInactive: 0,
+            vmTotal: Math.floor(Os.totalmem() / 1024),
+            vmFree: Math.floor(Os.freemem() / 1024),
+            vmCached: 0,
+            vmBuffers: 0
+          })
+          yield* reply(session, request, cmd, attr.flags, data, false)
+        })
+      case Command.NOTIFY:
+        return Effect.gen(function*() {
+          const key = hexOf(request.id.id)
+          if (attr.flags === 0) {
+            if (session.subscriptions.size >= MAX_SUBSCRIPTIONS) return yield* fail(Errno.ENOMEM)
+            // The subscription's transaction stays open: notifications carry MORE, no ACK ends it now.
+            const sub: Subscription = { key, request: { ...request }, session }
+            session.subscriptions.add(sub)
+            let set = subscriptions.get(key)
+            if (set === undefined) subscriptions.set(key, set = new Set())
+            set.add(sub)
+            request.flags &= ~CmdFlags.NEED_ACK
+            return
+          }
+          for (const sub of session.subscriptions) {
+            if (sub.key !== key) continue
+            unsubscribe(sub)
+            if (needsAck(sub.request.flags)) yield* write(session, ackOf(sub.request, 0))
+          }
+        })
+      case Command.STAT_COUNT:
+        return Effect.gen(function*() {
+          const global = (attr.flags & AttrFlags.CNTR_GLOBAL) !== 0
+          const slots: Array<readonly [number, number]> = counters.map((c) => [c[0], c[1]] as const)
+          if (global) {
+            const la = Os.loadavg()
+            const fsStat = yield* Effect.option(Effect.tryPromise(() => Fs.statfs(statPath)))
+            const fs = fsStat._tag === "Some" ? fsStat.value : undefined
+            const stats = yield* Effect.option(storage(store.stats))
+            const extra: Record<number, number> = {
+              [Counter.LA1]: Math.round(la[0]! * 100),
+              [Counter.LA5]: Math.round(la[1]! * 100),
+              [Counter.LA15]: Math.round(la[2]! * 100),
+              [Counter.BSIZE]: fs?.bsize ?? 0,
+              [Counter.FRSIZE]: fs?.bsize ?? 0,
+              [Counter.BLOCKS]: fs?.blocks ?? 0,
+              [Counter.BFREE]: fs?.bfree ?? 0,
+              [Counter.BAVAIL]: fs?.bavail ?? 0,
+              [Counter.FILES]: fs?.files ?? 0,
+              [Counter.FFREE]: fs?.ffree ?? 0,
+              [Counter.FAVAIL]: fs?.ffree ?? 0,
+              [Counter.VM_TOTAL]: Math.floor(Os.totalmem() / 1024),
+              [Counter.VM_FREE]: Math.floor(Os.freemem() / 1024),
+              [Counter.NODE_FILES]: stats._tag === "Some" ? stats.value.objects : 0
+            }
+            for (let slot = 2 * COMMAND_MAX; slot < Counter.MAX; slot++) slots.push([extra[slot] ?? 0, 0])
+          }
+          const data = new Uint8Array(40 + 16 * slots.length)
+          const view = new DataView(data.buffer)
+          data.set(selfAddrAttr.subarray(8, 40), 0) // the dnet_addr part of this node's address
+          view.setInt32(32, slots.length, true)
+          view.setInt32(36, COMMAND_MAX, true)
+          slots.forEach(([count, err], i) => {
+            view.setBigUint64(40 + 16 * i, BigInt(count), true)
+            view.setBigUint64(48 + 16 * i, BigInt(err), true)
+          })
+          yield* reply(session, request, cmd, attr.flags, data, true)
+        })
+      case Command.STATUS:
+        return Effect.gen(function*() {
+          if (attr.data.length !== NodeStatus.size) return yield* malformed
+          if ((attr.flags & AttrFlags.STATUS_CHANGE) !== 0) {
+            if (!session.authenticated) return yield* fail(Errno.EPERM)
+            const wanted = Result.getOrThrow(NodeStatus.decode(attr.data))
+            // Remote shutdown is not offered.
+            if (wanted.statusFlags !== -1 && (wanted.statusFlags & NodeStatusFlags.EXIT) !== 0) {
+              return yield* fail(Errno.EPERM)
+            }
+            if (wanted.statusFlags !== -1) readOnly = (wanted.statusFlags & NodeStatusFlags.RO) !== 0
+            if (wanted.nflags !== -1) nodeFlags = wanted.nflags
+            if (wanted.logMask !== 0xffff_ffff) logMask = wanted.logMask
+          }
+          const current = NodeStatus.encode({
+            nflags: nodeFlags,
+            statusFlags: readOnly ? NodeStatusFlags.RO : 0,
+            logMask
+          })
+          yield* reply(session, request, cmd, attr.flags, current, true)
+        })
+      case Command.READ_RANGE:
+      case Command.DEL_RANGE:
+        return Effect.gen(function*() {
+          yield* ownGroup(request)
+          if (io!.type !== 0) return yield* fail(Errno.ENOTSUP)
+          if (cmd === Command.DEL_RANGE) yield* checkWritable()
+          const found = DnetRing.compareIds(io!.id, io!.parent) > 0 ? [] : yield* storage(store.list({
+            start: io!.id,
+            end: io!.parent,
+            skip: io!.start,
+            ...(io!.num > 0 && { limit: io!.num })
+          }))
+          let count = 0
+          for (const info of found) {
+            if (cmd === Command.DEL_RANGE) {
+              const removed = yield* lockFor(request, info.key, storage(store.remove(info.key)))
+              if (removed) count++
+              continue
+            }
+            const record: IoAttrT = {
+              parent: io!.parent,
+              id: info.key,
+              start: 0,
+              num: 0,
+              type: 0,
+              flags: io!.flags,
+              offset: 0,
+              size: info.size
+            }
+            if ((io!.flags & IoFlags.NODATA) !== 0) {
+              // Statistics only: the record's size without its bytes.
+              yield* reply(session, request, Command.READ, attr.flags, EMPTY, true, record, {
+                id: info.key,
+                groupId: request.id.groupId,
+                type: 0
+              })
+              count++
+              continue
+            }
+            const bytes = yield* Effect.option(storage(store.read(info.key)))
+            if (bytes._tag === "None") continue // removed since it was listed
+            yield* sendRead(session, request, attr.flags, record, bytes.value, true)
+            count++
+          }
+          yield* reply(session, request, Command.READ, attr.flags, EMPTY, true, {
+            parent: io!.parent,
+            id: io!.id,
+            start: io!.start,
+            num: count,
+            type: 0,
+            flags: io!.flags,
+            offset: 0,
+            size: 0
+          })
+        })
+      case Command.AUTH:
+        return Effect.gen(function*() {
+          if (attr.data.length !== Auth.size) return yield* malformed
+          const given = attr.data.subarray(0, AUTH_COOKIE_SIZE)
+          if (Buffer.compare(given, cookie) !== 0) return yield* fail(Errno.EPERM)
+          session.authenticated = true
+        })
+      case Command.BULK_READ:
+        return Effect.gen(function*() {
+          const data = attr.data
+          if (io!.size !== data.length || data.length % IoAttr.size !== 0) return yield* malformed
+          const wanted: Array<IoAttrT> = []
+          for (let at = 0; at < data.length; at += IoAttr.size) {
+            const decoded = IoAttr.decode(data, at)
+            if (Result.isFailure(decoded)) return yield* malformed
+            wanted.push(decoded.success)
+          }
+          yield* ownGroup(request)
+          let first: Failed | undefined
+          let succeeded = 0
+          for (const one of wanted) {
+            const bytes = yield* Effect.result(storage(store.read(one.id, one.offset, one.size)))
+            if (Result.isFailure(bytes)) {
+              first ??= bytes.failure
+              continue
+            }
+            succeeded++
+            yield* sendRead(session, request, attr.flags, one, bytes.success, true)
+          }
+          if (succeeded === 0 && first !== undefined) return yield* Effect.fail(first)
+        })
+      case Command.JOIN:
+        return Effect.gen(function*() {
+          const data = attr.data
+          const count = (data.length - AddrAttr.size) / ID_SIZE
+          if (!(Number.isInteger(count) && count >= 1 && count <= MAX_JOIN_IDS)) return yield* malformed
+          const peerAddress = addressOf(Result.getOrThrow(AddrAttr.decode(data, 0)))
+          if (peerAddress === undefined) return yield* malformed
+          if (!session.authenticated) return yield* fail(Errno.EPERM)
+          // The receiver must be able to reach the joiner before routing to it.
+          const reachable = yield* Effect.scoped(transport.dial(peerAddress, { timeout: peerTimeout })).pipe(
+            Effect.as(true),
+            Effect.catch(() => Effect.succeed(false))
+          )
+          if (!reachable) return yield* fail(Errno.ENXIO)
+          session.joined = peerAddress
+          addRoute(
+            { address: peerAddress, group: request.id.groupId, ids: splitIds(data.subarray(AddrAttr.size)) },
+            session
+          )
+        })
+      case Command.ROUTE_LIST:
+        return Effect.forEach(routes(), (route) => {
+          const attrOf = route.address === address ? selfAttr : addrAttrOf(route.address)
+          if (attrOf === undefined) return Effect.void // not an address another node could dial
+          return reply(session, request, cmd, 0, concat([AddrAttr.encode(attrOf), ...route.ids]), true, undefined, {
+            id: route.ids[0]!,
+            groupId: route.group,
+            type: 0
+          })
+        }, { discard: true })
+      case Command.REVERSE_LOOKUP:
+        return reply(session, request, cmd, attr.flags, concat([selfAddrAttr, selfIds]), false, undefined, {
+          id: ids[0]!,
+          groupId: group,
+          type: 0
+        })
+      case Command.EXEC:
+        return fail(Errno.ENOTSUP)
+      default:
+        return fail(Errno.EINVAL)
+    }
+  }
+
+  const countRequest = (session: Session, cmd: number, failed: boolean) => {
+    const slot = (session.joined === undefined ? COMMAND_MAX : 0) + (cmd < COMMAND_MAX ? cmd : Command.UNKNOWN)
+    const counter = counters[slot]!
+    counter[0]++
+    if (failed) counter[1]++
+  }
+
+  /** Runs every attribute of a request in turn, stopping at the first failure, then the final ACK (§3.1). */
+  const handle = (session: Session, packet: DnetPacket.Packet): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const request: Request = { id: packet.id, flags: packet.flags, trans: packet.trans }
+      let status = 0
+      let forced = false
+      for (const attr of packet.attrs) {
+        const result = yield* Effect.result(runAttribute(session, request, attr))
+        countRequest(session, attr.cmd, Result.isFailure(result))
+        if (Result.isFailure(result)) {
+          status = result.failure.status
+          forced = result.failure.malformed
+          break
+        }
+      }
+      if (needsAck(request.flags) || forced) yield* write(session, ackOf(request, status))
+    }).pipe(
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.andThen(
+          Effect.logWarning(`dnet node ${address}: request failed unexpectedly`, Cause.pretty(cause)),
+          needsAck(packet.flags) ? write(session, ackOf(packet, -DnetError.EIO)) : Effect.void
+        )
+      )
+    )
+
+  // --- connections -------------------------------------------------------------------------------------------
+
+  const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+
+  const serveConnection = (connection: Transport.Connection) =>
+    Effect.gen(function*() {
+      const session: Session = { connection, authenticated: !needsAuth, joined: undefined, subscriptions: new Set() }
+      sessions.add(session)
+      const count = Semaphore.makeUnsafe(maxInFlight)
+      const bytes = Semaphore.makeUnsafe(maxInFlightBytes)
+      const reader = makeReader(maxPacketSize)
+      const next = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
+      const dispatch = (item: Incoming) =>
+        Effect.gen(function*() {
+          if (item._tag === "Invalid") {
+            if ((item.trans & TRANS_REPLY) !== 0n) return // a malformed reply: nothing to answer
+            return yield* write(session, ackOf(item, -Errno.EINVAL))
+          }
+          const packet = item.packet
+          if (DnetPacket.isReply(packet)) return // replies to nothing this node asked: dropped
+          const cost = Math.min(item.size, maxInFlightBytes)
+          yield* count.take(1)
+          yield* bytes.take(cost)
+          runFork(Effect.ensuring(handle(session, packet), Effect.andThen(count.release(1), bytes.release(cost))))
+        })
+      const loop = Effect.gen(function*() {
+        while (true) {
+          const batch = yield* next
+          if (batch === undefined) return
+          for (const chunk of batch) {
+            const parsed = reader.push(chunk)
+            if (Result.isFailure(parsed)) {
+              return yield* Effect.logDebug(
+                `dnet node ${address}: ${connection.remoteAddress}: ${parsed.failure.message}`
+              )
+            }
+            for (const item of parsed.success) yield* dispatch(item)
+          }
+          const rest = reader.push(EMPTY)
+          if (Result.isFailure(rest)) {
+            return yield* Effect.logDebug(`dnet node ${address}: ${connection.remoteAddress}: ${rest.failure.message}`)
+          }
+        }
+      })
+      yield* loop.pipe(
+        Effect.catch((error) => Effect.logDebug(`dnet node ${address}: ${connection.remoteAddress}: ${error.message}`)),
+        Effect.ensuring(Effect.sync(() => {
+          sessions.delete(session)
+          for (const sub of session.subscriptions) unsubscribe(sub)
+          dropSource(session)
+        })),
+        Effect.ensuring(connection.close)
+      )
+    })
+
+  yield* Effect.forkScoped(
+    Effect.gen(function*() {
+      while (true) {
+        const child = yield* Scope.fork(scope)
+        const connection = yield* Effect.onError(
+          Scope.provide(listener.accept, child),
+          () => Scope.close(child, Exit.void)
+        )
+        runFork(Effect.ensuring(serveConnection(connection), Scope.close(child, Exit.void)))
+      }
+    }).pipe(Effect.catch((error) => Effect.logWarning(`dnet node ${address}: ${error.message}`)))
+  )
+
+  // --- joining -----------------------------------------------------------------------------------------------
+
+  const known = new Set<string>(options.join ?? [])
+  const links = new Map<string, Link.Link>()
+  const requestOptions = { timeout: peerTimeout }
+  const header = (cmd: number, flags: number, data: Uint8Array, id: Id = { id: ids[0]!, groupId: group, type: 0 }) => ({
+    id,
+    flags,
+    status: 0,
+    attrs: [{ cmd, flags: 0, data }]
+  })
+
+  /** Dials a peer, learns its route and the nodes it knows, and announces this node with JOIN. */
+  const connectPeer = (peerAddress: string) =>
+    Effect.gen(function*() {
+      const linkScope = yield* Scope.fork(scope)
+      const link = yield* Scope.provide(
+        Link.dial(peerAddress, { timeout: peerTimeout, maxPacketSize }),
+        linkScope
+      ).pipe(Effect.onError(() => Scope.close(linkScope, Exit.void)))
+      const setUp = Effect.gen(function*() {
+        if (needsAuth) {
+          const auth = Auth.encode({ cookie, flags: 0n })
+          const replies = yield* link.request(
+            header(Command.AUTH, CmdFlags.NEED_ACK | CmdFlags.DIRECT, auth),
+            requestOptions
+          )
+          const status = replies[replies.length - 1]!.status
+          if (status < 0) {
+            return yield* DnetError.make(new DnetError.Status({ node: peerAddress, command: "AUTH", status }))
+          }
+        }
+        const reverse = yield* link.request(
+          header(Command.REVERSE_LOOKUP, CmdFlags.NEED_ACK | CmdFlags.DIRECT | CmdFlags.NOLOCK, EMPTY),
+          requestOptions
+        )
+        const own = reverse.length > 0 ? routeOf(reverse[0]!, peerAddress) : undefined
+        const listed = yield* link.request(
+          header(Command.ROUTE_LIST, CmdFlags.NEED_ACK | CmdFlags.DIRECT | CmdFlags.NOLOCK, EMPTY),
+          requestOptions
+        )
+        for (const packet of listed) {
+          const route = routeOf(packet)
+          if (route !== undefined && route.address !== address) known.add(route.address)
+        }
+        yield* link.send(header(Command.JOIN, CmdFlags.DIRECT | CmdFlags.NOLOCK, concat([selfAddrAttr, selfIds])))
+        if (own !== undefined && own.ids.length > 0) {
+          // Routed by the address it was dialled at: that is the one known to work from here.
+          addRoute({ ...own, address: peerAddress }, link)
+        }
+      })
+      yield* Effect.onError(setUp, () => Scope.close(linkScope, Exit.void))
+      links.set(peerAddress, link)
+      runFork(
+        Effect.andThen(
+          link.closed,
+          Effect.sync(() => {
+            links.delete(peerAddress)
+            dropSource(link)
+          })
+        ).pipe(Effect.ensuring(Scope.close(linkScope, Exit.void)))
+      )
+    })
+
+  /** One round: dial every known node this node has no live link to. */
+  const joinRound = Effect.suspend(() =>
+    Effect.forEach(
+      [...known].filter((peer) => peer !== address && !links.has(peer)),
+      (peer) =>
+        Effect.catch(connectPeer(peer), (error) =>
+          Effect.logDebug(`dnet node ${address}: join ${peer}: ${error.message}`)),
+      { discard: true }
+    )
+  )
+
+  if (known.size > 0) {
+    // Two rounds: the first learns the network from the seeds, the second joins what it learned.
+    yield* joinRound
+    yield* joinRound
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(reconnectInterval), joinRound)))
+  }
+
+  return {
+    address,
+    group,
+    ids,
+    routes,
+    ring: () => ring,
+    connections: () => sessions.size,
+    readOnly: () => readOnly
+  }
+})

@@ -1,0 +1,159 @@
+/**
+ * The requesting side of one dnet connection (§3.3): requests get fresh transaction numbers, replies are
+ * matched to them by `trans & ~REPLY`, every reply with MORE is kept and the first without MORE completes the
+ * request. A reply for an unknown transaction is dropped. When the connection breaks, the peer sends something
+ * that is not dnet, or the scope closes, every pending request fails and later ones fail at once.
+ */
+import { CmdFlags, TRANS_REPLY } from "@tessera/codec/DnetConstants"
+import * as DnetPacket from "@tessera/codec/DnetPacket"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Pull from "effect/Pull"
+import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
+import * as DnetError from "../DnetError.ts"
+import * as Transport from "../Transport.ts"
+import { encodeParts } from "./dnetWire.ts"
+
+/** A request before it is numbered: everything but the transaction. */
+export type Outgoing = Omit<DnetPacket.Packet, "trans">
+
+/** How a request is sent and awaited. */
+export interface RequestOptions {
+  /** How long to wait for the final reply. */
+  readonly timeout: Duration.Input
+}
+
+/** One connection to a node. */
+export interface Link {
+  readonly address: string
+  /** Sends a request and returns every reply to it, the final one last. */
+  readonly request: (
+    packet: Outgoing,
+    options: RequestOptions
+  ) => Effect.Effect<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>
+  /** Sends a packet that gets no reply (JOIN): it carries transaction 0. */
+  readonly send: (packet: Outgoing) => Effect.Effect<void, DnetError.DnetError>
+  /** Whether the connection still works. */
+  readonly isOpen: () => boolean
+  /** Completes when the connection has ended, for whatever reason. */
+  readonly closed: Effect.Effect<void>
+  /** Ends the connection; pending requests fail. */
+  readonly close: Effect.Effect<void>
+}
+
+interface Pending {
+  readonly name: string
+  readonly replies: Array<DnetPacket.Packet>
+  readonly done: Deferred.Deferred<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>
+}
+
+/** Wraps a connection; the reader runs in the current scope. */
+export const make = Effect.fnUntraced(function*(
+  connection: Transport.Connection,
+  address: string,
+  maxPacketSize: number
+): Effect.fn.Return<Link, never, Scope.Scope> {
+  const pending = new Map<bigint, Pending>()
+  const ended = Deferred.makeUnsafe<void>()
+  let failure: DnetError.DnetError | undefined
+  let nextTrans = 1n
+
+  const shutdown = (error: DnetError.DnetError): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (failure !== undefined) return Effect.void
+      failure = error
+      for (const entry of pending.values()) Deferred.doneUnsafe(entry.done, Exit.fail(error))
+      pending.clear()
+      Deferred.doneUnsafe(ended, Exit.void)
+      return connection.close
+    })
+
+  const unreachable = (detail: string) => DnetError.make(new DnetError.Unreachable({ node: address, detail }))
+
+  const deliver = (packet: DnetPacket.Packet): void => {
+    if ((packet.trans & TRANS_REPLY) === 0n) return // requests are not served on a requesting connection
+    const trans = packet.trans & ~TRANS_REPLY
+    const entry = pending.get(trans)
+    if (entry === undefined) return
+    entry.replies.push(packet)
+    if ((packet.flags & CmdFlags.MORE) === 0) {
+      pending.delete(trans)
+      Deferred.doneUnsafe(entry.done, Exit.succeed(entry.replies))
+    }
+  }
+
+  const readLoop = Effect.gen(function*() {
+    const parser = DnetPacket.makeParser({ maxPacketSize })
+    const next = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
+    while (true) {
+      const batch = yield* next
+      if (batch === undefined) break
+      for (const chunk of batch) {
+        const parsed = parser.push(chunk)
+        if (Result.isFailure(parsed)) {
+          return yield* shutdown(
+            DnetError.make(new DnetError.BadReply({ node: address, detail: parsed.failure.message }))
+          )
+        }
+        for (const item of parsed.success) deliver(item.packet)
+      }
+      const rest = parser.push(new Uint8Array(0))
+      if (Result.isFailure(rest)) {
+        return yield* shutdown(DnetError.make(new DnetError.BadReply({ node: address, detail: rest.failure.message })))
+      }
+    }
+    yield* shutdown(unreachable("the node closed the connection"))
+  }).pipe(Effect.catch((error) => shutdown(unreachable(error.message))))
+
+  yield* Effect.addFinalizer(() => shutdown(unreachable("the connection was closed on this side")))
+  yield* Effect.forkScoped(readLoop)
+
+  const write = (packet: DnetPacket.Packet) =>
+    Effect.catch(connection.write(encodeParts(packet)), (error) => {
+      const failed = unreachable(error.message)
+      return Effect.andThen(shutdown(failed), Effect.fail(failure ?? failed))
+    })
+
+  const request: Link["request"] = (packet, options) =>
+    Effect.suspend(() => {
+      if (failure !== undefined) return Effect.fail(failure)
+      const trans = nextTrans++
+      const name = DnetPacket.name({ ...packet, trans })
+      const entry: Pending = { name, replies: [], done: Deferred.makeUnsafe() }
+      pending.set(trans, entry)
+      const millis = Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+      return write({ ...packet, trans }).pipe(
+        Effect.andThen(Deferred.await(entry.done)),
+        Effect.timeoutOrElse({
+          duration: options.timeout,
+          orElse: () => Effect.fail(DnetError.make(new DnetError.Timeout({ node: address, command: name, millis })))
+        }),
+        Effect.ensuring(Effect.sync(() => pending.delete(trans)))
+      )
+    })
+
+  const send: Link["send"] = (packet) =>
+    Effect.suspend(() => failure !== undefined ? Effect.fail(failure) : write({ ...packet, trans: 0n }))
+
+  return {
+    address,
+    request,
+    send,
+    isOpen: () => failure === undefined,
+    closed: Deferred.await(ended),
+    close: shutdown(unreachable("the connection was closed on this side"))
+  }
+})
+
+/** Dials a node and wraps the connection; dial failures are `Unreachable`. */
+export const dial = (
+  address: string,
+  options: { readonly timeout: Duration.Input; readonly maxPacketSize: number }
+): Effect.Effect<Link, DnetError.DnetError, Transport.Transport | Scope.Scope> =>
+  Transport.dial(address, { timeout: options.timeout }).pipe(
+    Effect.mapError((error) => DnetError.make(new DnetError.Unreachable({ node: address, detail: error.message }))),
+    Effect.flatMap((connection) => make(connection, address, options.maxPacketSize))
+  )
