@@ -11,27 +11,22 @@ export * as Address from "./Address.ts"
 /**
  * @since 0.1.0
  */
+export * as Circuit from "./Circuit.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as CircuitConnection from "./CircuitConnection.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as CircuitError from "./CircuitError.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as DeviceSchema from "./DeviceSchema.ts"
-
-/**
- * @since 0.1.0
- */
-export * as DnetClient from "./DnetClient.ts"
-
-/**
- * @since 0.1.0
- */
-export * as DnetError from "./DnetError.ts"
-
-/**
- * @since 0.1.0
- */
-export * as DnetNode from "./DnetNode.ts"
-
-/**
- * @since 0.1.0
- */
-export * as DnetRing from "./DnetRing.ts"
 
 /**
  * @since 0.1.0
@@ -92,6 +87,26 @@ export * as NbdServer from "./NbdServer.ts"
  * @since 0.1.0
  */
 export * as PacketConnection from "./PacketConnection.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as Peer from "./Peer.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as PeerIdentity from "./PeerIdentity.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as PeerService from "./PeerService.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as PeerUrl from "./PeerUrl.ts"
 
 /**
  * @since 0.1.0

@@ -1,0 +1,181 @@
+/**
+ * The two queues of the circuit machinery, written for plain code that must not wait (the frame reader):
+ *
+ * - `Inbox`: what a circuit (or a peer's new-circuit feed) received and its user has not taken yet. Its size is
+ *   bounded by flow control (reads) or by an explicit cap (new circuits), not by the queue itself.
+ * - `Outbox`: the frames a connection's writer fiber sends. Data frames (traffic, circuit starts, ends) share a
+ *   bounded FIFO, so a sender waits for room and per-circuit order is the queue's order; control frames (acks,
+ *   window updates) go ahead of them and never wait, because the reader that produces them must not block.
+ */
+import type * as Arr from "effect/Array"
+import * as Effect from "effect/Effect"
+
+/** Resumes every registered waiter once; each re-checks its condition when it runs. */
+const wakeAll = (waiters: Array<() => void>): void => {
+  if (waiters.length === 0) return
+  const woken = waiters.splice(0, waiters.length)
+  for (const wake of woken) wake()
+}
+
+/** Registers a waiter until woken; an interrupted wait unregisters itself. */
+const waitOn = <A, E>(waiters: Array<() => void>, retry: () => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.callback<A, E>((resume) => {
+    const wake = () => resume(retry())
+    waiters.push(wake)
+    return Effect.sync(() => {
+      const at = waiters.indexOf(wake)
+      if (at >= 0) waiters.splice(at, 1)
+    })
+  })
+
+export class Inbox<A> {
+  #items: Array<A> = []
+  #head = 0
+  #ended = false
+  readonly #waiters: Array<() => void> = []
+
+  get size(): number {
+    return this.#items.length - this.#head
+  }
+
+  get ended(): boolean {
+    return this.#ended
+  }
+
+  push(item: A): void {
+    if (this.#ended) return
+    this.#items.push(item)
+    wakeAll(this.#waiters)
+  }
+
+  /** No more items; with `drop`, those not taken are discarded, otherwise they are still delivered. */
+  end(drop: boolean): void {
+    if (this.#ended) return
+    this.#ended = true
+    if (drop) {
+      this.#items = []
+      this.#head = 0
+    }
+    wakeAll(this.#waiters)
+  }
+
+  /** Everything queued (waits for at least one); `undefined` once ended and empty. */
+  readonly takeAll: Effect.Effect<Arr.NonEmptyArray<A> | undefined> = Effect.suspend(() => {
+    if (this.size > 0) {
+      const batch = (this.#head === 0 ? this.#items : this.#items.slice(this.#head)) as Arr.NonEmptyArray<A>
+      this.#items = []
+      this.#head = 0
+      return Effect.succeed(batch)
+    }
+    if (this.#ended) return Effect.succeed(undefined)
+    return waitOn(this.#waiters, () => this.takeAll)
+  })
+
+  /** The next item (waits for one); `undefined` once ended and empty. */
+  readonly takeOne: Effect.Effect<A | undefined> = Effect.suspend(() => {
+    if (this.size > 0) {
+      const item = this.#items[this.#head]!
+      this.#items[this.#head++] = undefined as A
+      if (this.#head === this.#items.length) {
+        this.#items = []
+        this.#head = 0
+      }
+      return Effect.succeed(item)
+    }
+    if (this.#ended) return Effect.succeed(undefined)
+    return waitOn(this.#waiters, () => this.takeOne)
+  })
+}
+
+/** One frame to send: its header and its payload, written by reference. */
+export interface OutFrame {
+  readonly header: Uint8Array
+  readonly payload: Uint8Array
+}
+
+/** Payloads up to this size are copied next to their header, so small frames go out as one array. */
+const INLINE_PAYLOAD = 2048
+
+export class Outbox<E> {
+  readonly capacity: number
+  readonly maxControl: number
+  #control: Array<OutFrame> = []
+  #data: Array<OutFrame> = []
+  #failure: E | undefined
+  readonly #writers: Array<() => void> = []
+  readonly #senders: Array<() => void> = []
+
+  constructor(capacity: number, maxControl: number) {
+    this.capacity = capacity
+    this.maxControl = maxControl
+  }
+
+  get failure(): E | undefined {
+    return this.#failure
+  }
+
+  get pending(): number {
+    return this.#control.length + this.#data.length
+  }
+
+  /** Whether a data frame fits now. */
+  hasRoom(): boolean {
+    return this.#data.length < this.capacity
+  }
+
+  /** Queues a control frame ahead of the data; false when failed, or when the peer stopped reading them. */
+  control(frame: OutFrame): boolean {
+    if (this.#failure !== undefined || this.#control.length >= this.maxControl) return false
+    this.#control.push(frame)
+    wakeAll(this.#writers)
+    return true
+  }
+
+  /** Queues a data frame even when full (for ends and shutdown notices, at most one per circuit or peer). */
+  force(frame: OutFrame): boolean {
+    if (this.#failure !== undefined) return false
+    this.#data.push(frame)
+    wakeAll(this.#writers)
+    return true
+  }
+
+  /** Waits until a data frame fits, or fails; `senders` may be woken by other conditions too. */
+  waitRoom(retry: () => Effect.Effect<void, E>): Effect.Effect<void, E> {
+    return waitOn(this.#senders, retry)
+  }
+
+  /** Wakes the senders waiting for room (after another condition they wait on changed). */
+  wakeSenders(): void {
+    wakeAll(this.#senders)
+  }
+
+  /** Everything to write next, as gather-write chunks (waits for at least one frame). */
+  readonly takeChunks: Effect.Effect<Array<Uint8Array>, E> = Effect.suspend(() => {
+    if (this.#failure !== undefined) return Effect.fail(this.#failure)
+    if (this.#control.length === 0 && this.#data.length === 0) return waitOn(this.#writers, () => this.takeChunks)
+    const frames = this.#control.length === 0 ? this.#data : this.#control.concat(this.#data)
+    this.#control = []
+    this.#data = []
+    wakeAll(this.#senders)
+    const chunks: Array<Uint8Array> = []
+    for (const { header, payload } of frames) {
+      if (payload.length === 0) chunks.push(header)
+      else if (payload.length <= INLINE_PAYLOAD) {
+        const joined = new Uint8Array(header.length + payload.length)
+        joined.set(header)
+        joined.set(payload, header.length)
+        chunks.push(joined)
+      } else chunks.push(header, payload)
+    }
+    return Effect.succeed(chunks)
+  })
+
+  fail(error: E): void {
+    if (this.#failure !== undefined) return
+    this.#failure = error
+    this.#control = []
+    this.#data = []
+    wakeAll(this.#writers)
+    wakeAll(this.#senders)
+  }
+}
