@@ -31,6 +31,26 @@ export * as DeviceSchema from "./DeviceSchema.ts"
 /**
  * @since 0.1.0
  */
+export * as DnetClient from "./DnetClient.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as DnetError from "./DnetError.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as DnetNode from "./DnetNode.ts"
+
+/**
+ * @since 0.1.0
+ */
+export * as DnetRing from "./DnetRing.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as FromProtocol from "./FromProtocol.ts"
 
 /**
