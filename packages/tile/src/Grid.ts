@@ -34,6 +34,8 @@ export interface Options {
   /** Root directory; tile i uses `<directory>/tile-<i>`. */
   readonly directory: string
   readonly keyring: CdmKeys.Keyring
+  /** A different keyring for some tiles (e.g. a rogue tile that trusts a rogue key). */
+  readonly keyringOf?: ((tile: number) => CdmKeys.Keyring | undefined) | undefined
   /** Cable model for every direction of every cable. */
   readonly link?: Partial<MemoryLink.Model> | undefined
   readonly timing?: Partial<Cdm.Timing> | undefined
@@ -112,7 +114,7 @@ export class GridSim {
     const cdm = Cdm.makeEngine({
       tile,
       directory,
-      keyring: this.options.keyring,
+      keyring: this.options.keyringOf?.(index) ?? this.options.keyring,
       timing: this.options.timing,
       onEvent: (event) => {
         if (event.type === "header" || event.type === "loaded") record(this.started, event.slotstamp)
