@@ -16,7 +16,7 @@
  */
 import { CmdFlags, Command, ID_SIZE, IoFlags } from "@tessera/codec/DnetConstants"
 import * as DnetPacket from "@tessera/codec/DnetPacket"
-import { AddrAttr, FileInfo, type IoAttr } from "@tessera/codec/DnetStructs"
+import { AddrAttr, FileInfo, IoAttr } from "@tessera/codec/DnetStructs"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -214,9 +214,16 @@ const header = (cmd: number, data = EMPTY): Link.Outgoing => ({
 
 const millisOf = (tsec: bigint, tnsec: bigint): number => Number(tsec) * 1000 + Math.floor(Number(tnsec) / 1e6)
 
+/**
+ * An attribute's whole payload. The codec reads every WRITE attribute as an IO one, but a WRITE reply carries
+ * `dnet_addr_attr` + `dnet_file_info` instead; the IO header it made of the first 168 bytes gives them back.
+ */
+const payloadOf = (attr: DnetPacket.Attribute): Uint8Array =>
+  attr.io === undefined ? attr.data : new Uint8Array(Buffer.concat([IoAttr.encode(attr.io), attr.data]))
+
 const storedOf = (node: string, command: string, replies: ReadonlyArray<DnetPacket.Packet>) => {
   const attr = replies.find((packet) => packet.attrs.length > 0)?.attrs[0]
-  const decoded = attr === undefined ? undefined : FileInfo.decode(attr.data, AddrAttr.size)
+  const decoded = attr === undefined ? undefined : FileInfo.decode(payloadOf(attr), AddrAttr.size)
   if (decoded === undefined || Result.isFailure(decoded)) {
     return Effect.fail(badReply(node, `a ${command} reply without file info`))
   }
