@@ -4,6 +4,8 @@
  *
  * @since 0.1.0
  */
+import * as NbdDeviceSpec from "@tessera/protocol/NbdDeviceSpec"
+import * as Transport from "@tessera/protocol/Transport"
 import { Device, DeviceSpec, type StorageError } from "@tessera/storage"
 import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
@@ -27,7 +29,9 @@ const operation = <A, R>(effect: Effect.Effect<A, StorageError.StorageError, R>)
       : new OperationFailed({ message: error.message }))
 
 const specArgument = Argument.String("spec").pipe(
-  Argument.withDescription("Device: memory:SIZE, file:PATH or sparse:PATH")
+  Argument.withDescription(
+    "Device: memory:SIZE, file:PATH, sparse:PATH, nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"
+  )
 )
 
 const sizeFlag = Flag.String("size").pipe(Flag.withDescription("Device size, e.g. 256MiB or 1GiB"), Flag.optional)
@@ -44,13 +48,14 @@ const create = Command.make(
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print the result as JSON"), Flag.withDefault(false))
   },
   Effect.fn("device.create")(function*({ json, random, size, spec }) {
-    const device = yield* parsed(DeviceSpec.parse(spec))
+    const device = yield* parsed(NbdDeviceSpec.parse(spec))
     const bytes = yield* parsed(DeviceSpec.parseSize(size))
     if (device._tag === "Memory") {
       return yield* new BadInput({ message: "a memory device lives only inside a process; create file: or sparse:" })
     }
     const sha256 = yield* operation(Effect.scoped(Effect.gen(function*() {
-      const opened = yield* DeviceSpec.open(device, { create: true, size: bytes })
+      // An NBD export is not created, only filled: its size must be the one given.
+      const opened = yield* NbdDeviceSpec.open(device, { create: true, size: bytes })
       if (Option.isSome(random)) yield* Device.fillPseudoRandom(opened, random.value)
       yield* opened.flush
       return Hex.encode(yield* Device.sha256(opened))
@@ -67,10 +72,10 @@ const hash = Command.make(
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print the result as JSON"), Flag.withDefault(false))
   },
   Effect.fn("device.hash")(function*({ json, size, spec }) {
-    const device = yield* parsed(DeviceSpec.parse(spec))
+    const device = yield* parsed(NbdDeviceSpec.parse(spec))
     const bytes = Option.isSome(size) ? yield* parsed(DeviceSpec.parseSize(size.value)) : undefined
     const result = yield* operation(Effect.scoped(Effect.gen(function*() {
-      const opened = yield* DeviceSpec.open(device, { size: bytes })
+      const opened = yield* NbdDeviceSpec.open(device, { size: bytes })
       return { size: opened.size, sha256: Hex.encode(yield* Device.sha256(opened)) }
     })))
     yield* Console.log(json ? JSON.stringify({ spec, ...result }) : `${result.sha256}  ${spec}`)
@@ -85,5 +90,6 @@ const hash = Command.make(
  */
 export const command = Command.make("device").pipe(
   Command.withDescription("Make and check device images"),
-  Command.withSubcommands([create, hash])
+  Command.withSubcommands([create, hash]),
+  Command.provide(Transport.Transport.layer)
 )

@@ -11,11 +11,17 @@
  * @since 0.1.0
  */
 import * as Address from "@tessera/protocol/Address"
+import * as CircuitConnection from "@tessera/protocol/CircuitConnection"
+import type * as CircuitError from "@tessera/protocol/CircuitError"
 import * as MigrationDestination from "@tessera/protocol/MigrationDestination"
 import * as MigrationSource from "@tessera/protocol/MigrationSource"
+import * as NbdDeviceSpec from "@tessera/protocol/NbdDeviceSpec"
+import * as NbdExport from "@tessera/protocol/NbdExport"
+import * as NbdServer from "@tessera/protocol/NbdServer"
 import * as PacketConnection from "@tessera/protocol/PacketConnection"
 import type * as ToProtocol from "@tessera/protocol/ToProtocol"
 import * as Transport from "@tessera/protocol/Transport"
+import type * as TransportError from "@tessera/protocol/TransportError"
 import * as DeviceSpec from "@tessera/storage/DeviceSpec"
 import type { BlockDevice } from "@tessera/storage/Provider"
 import * as StorageError from "@tessera/storage/StorageError"
@@ -60,7 +66,9 @@ const formatBytes = (bytes: number): string =>
     : `${bytes} bytes`
 
 const deviceFlag = Flag.String("device").pipe(
-  Flag.withDescription("A device: memory:SIZE, file:PATH or sparse:PATH (repeat for a group)"),
+  Flag.withDescription(
+    "A device: memory:SIZE, file:PATH, sparse:PATH, nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH (repeat for a group)"
+  ),
   Flag.atLeast(1)
 )
 const jsonFlag = Flag.Boolean("json").pipe(
@@ -71,14 +79,25 @@ const resumeFlag = Flag.Finite("resume-timeout").pipe(
   Flag.withDescription("Seconds to wait for the peer to come back after the connection broke"),
   Flag.withDefault(30)
 )
+const viaCircuitFlag = Flag.Boolean("via-circuit").pipe(
+  Flag.withDescription("Carry the migration in a peer circuit (plaintext), sharing its connection with other circuits"),
+  Flag.withDefault(false)
+)
+
+/** The peer service a `--via-circuit` source registers and a destination opens its circuit to. */
+const MIGRATION_SERVICE = "silo-migration"
 
 /** Prints one JSON line, or in text mode one line on stderr. */
 const report = (json: boolean, event: Record<string, unknown>, text: string | undefined) =>
   json ? Console.log(JSON.stringify(event)) : text === undefined ? Effect.void : Console.error(text)
 
-/** A name for a device of the group: the file's name, or `memory<i>`. */
-const deviceName = (spec: DeviceSpec.DeviceSpec, index: number): string =>
-  spec._tag === "Memory" ? `memory${index}` : path.basename(spec.path)
+/** A name for a device of the group: the file's name, the NBD export's, or `memory<i>`. */
+const deviceName = (spec: NbdDeviceSpec.Spec, index: number): string =>
+  spec._tag === "Memory"
+    ? `memory${index}`
+    : spec._tag === "Nbd"
+    ? NbdDeviceSpec.shortName(spec)
+    : path.basename(spec.path)
 
 // --- serve ---------------------------------------------------------------------------------------------------
 
@@ -104,10 +123,11 @@ const serve = Command.make(
     ),
     size: Flag.String("size").pipe(Flag.withDescription("Size of file: devices (checked)"), Flag.optional),
     resumeTimeout: resumeFlag,
+    viaCircuit: viaCircuitFlag,
     json: jsonFlag
   },
   Effect.fn("migrate.serve")(function*(flags) {
-    const specs = yield* Effect.forEach(flags.device, (spec) => parsed(DeviceSpec.parse(spec)))
+    const specs = yield* Effect.forEach(flags.device, (spec) => parsed(NbdDeviceSpec.parse(spec)))
     const blockSize = yield* parsed(DeviceSpec.parseSize(flags.blockSize))
     if (blockSize === 0) return yield* new BadInput({ message: "--block-size must be at least 1 byte" })
     if (flags.concurrency < 1) return yield* new BadInput({ message: "--concurrency must be at least 1" })
@@ -118,13 +138,13 @@ const serve = Command.make(
 
     const devices = yield* Effect.forEach(specs, (spec, i) =>
       Effect.map(
-        Effect.mapError(DeviceSpec.open(spec, { size }), storageFailure),
+        Effect.mapError(NbdDeviceSpec.open(spec, { size }), storageFailure),
         (device): MigrationSource.SourceDevice => ({
           name: deviceName(spec, i),
           device,
           blockSize,
-          system: spec._tag === "Memory" ? "memory" : spec._tag === "File" ? "file" : "sparsefile",
-          location: spec._tag === "Memory" ? undefined : spec.path
+          system: spec._tag === "File" ? "file" : spec._tag === "Sparse" ? "sparsefile" : "memory",
+          location: spec._tag === "File" || spec._tag === "Sparse" ? spec.path : undefined
         })
       ))
     const totalBytes = devices.reduce((sum, d) => sum + d.device.size, 0)
@@ -153,8 +173,12 @@ const serve = Command.make(
       }),
       operationFailed
     )
-    const listener = yield* Transport.listen(address).pipe(Effect.mapError(operationFailed))
-    const listening = Address.format(listener.address)
+    const listener = yield* (flags.viaCircuit
+      ? CircuitConnection.listener(flags.listen, MIGRATION_SERVICE)
+      : Effect.map(Transport.listen(address), (l) => ({ address: Address.format(l.address), accept: l.accept }))).pipe(
+        Effect.mapError(operationFailed)
+      )
+    const listening = listener.address
     yield* report(
       json,
       { event: "listening", address: listening },
@@ -203,10 +227,11 @@ const serve = Command.make(
  * missing one is created with it; a memory device's size must match.
  */
 const openIncoming = (
-  spec: DeviceSpec.DeviceSpec,
+  spec: NbdDeviceSpec.Spec,
   incoming: MigrationDestination.IncomingDevice
-): Effect.Effect<BlockDevice, StorageError.StorageError, Scope.Scope> => {
+): Effect.Effect<BlockDevice, StorageError.StorageError, Transport.Transport | Scope.Scope> => {
   const { size } = incoming.info
+  if (spec._tag === "Nbd") return NbdDeviceSpec.open(spec, { size })
   const name = spec._tag === "Memory" ? `memory:${spec.size}` : `${spec._tag.toLowerCase()}:${spec.path}`
   const wrongSize = (actual: number) =>
     Effect.fail(StorageError.make(
@@ -229,14 +254,25 @@ const connect = Command.make(
   {
     from: Flag.String("from").pipe(Flag.withDescription("The source: tcp://HOST:PORT or unix:PATH")),
     device: deviceFlag,
+    expose: Flag.String("expose").pipe(
+      Flag.withDescription("Serve the devices as NBD exports here (tcp://HOST:PORT, unix:PATH) while they arrive"),
+      Flag.optional
+    ),
     resumeTimeout: resumeFlag,
+    viaCircuit: viaCircuitFlag,
     json: jsonFlag
   },
   Effect.fn("migrate.connect")(function*(flags) {
-    const specs = yield* Effect.forEach(flags.device, (spec) => parsed(DeviceSpec.parse(spec)))
+    const specs = yield* Effect.forEach(flags.device, (spec) => parsed(NbdDeviceSpec.parse(spec)))
     const address = yield* parsed(Address.parse(flags.from))
+    const exposeAddress = Option.isSome(flags.expose) ? yield* parsed(Address.parse(flags.expose.value)) : undefined
+    // Bound before the migration starts, so an address in use fails the command at once.
+    const expose = exposeAddress === undefined
+      ? undefined
+      : yield* Effect.mapError(Transport.listen(exposeAddress), operationFailed)
     if (!(flags.resumeTimeout >= 0)) return yield* new BadInput({ message: "--resume-timeout must be >= 0" })
     const { json } = flags
+    const transport = yield* Transport.Transport
     const destination = yield* MigrationDestination.make({
       device: (incoming) => {
         const spec = specs[incoming.index - 1]
@@ -248,7 +284,7 @@ const connect = Command.make(
             })
           ))
         }
-        return openIncoming(spec, incoming)
+        return Effect.provideService(openIncoming(spec, incoming), Transport.Transport, transport)
       }
     })
     const start = yield* Clock.currentTimeMillis
@@ -263,9 +299,30 @@ const connect = Command.make(
           blockSize: from.info.blockSize
         }, `receiving ${from.info.name} (${formatBytes(from.info.size)}) into ${flags.device[from.dev - 1]}`)
       }
+      if (expose !== undefined) {
+        // Reads of blocks that have not arrived wait for them in the waiting cache (and ask the source first).
+        const exports = devices.map((from) =>
+          NbdExport.make(from.info.name, from.local, { preferredBlockSize: from.info.blockSize })
+        )
+        yield* Effect.forkScoped(
+          Effect.catch(NbdServer.serve(expose, { exports }), (error) => Console.error(`--expose: ${error.message}`))
+        )
+        const exposed = Address.format(expose.address)
+        yield* report(
+          json,
+          { event: "exposed", address: exposed, exports: exports.map((e) => e.name) },
+          `exposing ${devices.length} device(s) over NBD on ${exposed}`
+        )
+      }
     }))
+    const circuitDial = flags.viaCircuit ? yield* CircuitConnection.dialer(MIGRATION_SERVICE) : undefined
+    const dial: Effect.Effect<
+      Transport.Connection,
+      CircuitError.CircuitError | TransportError.TransportError | Address.AddressError,
+      Scope.Scope | Transport.Transport
+    > = circuitDial === undefined ? Transport.dial(address) : circuitDial(flags.from)
     yield* destination.run(
-      Effect.flatMap(Transport.dial(address), (stream) => PacketConnection.make([stream])),
+      Effect.flatMap(dial, (stream) => PacketConnection.make([stream])),
       { resumeTimeout: Duration.seconds(flags.resumeTimeout) }
     ).pipe(
       Effect.mapError((error) => error._tag === "StorageError" ? storageFailure(error) : operationFailed(error))

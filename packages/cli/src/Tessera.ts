@@ -9,6 +9,7 @@ import * as Demo from "./Demo.ts"
 import * as DeviceCommand from "./DeviceCommand.ts"
 import * as Inspect from "./Inspect.ts"
 import * as Migrate from "./Migrate.ts"
+import * as Nbd from "./Nbd.ts"
 
 /**
  * The `tessera` command.
@@ -18,5 +19,12 @@ import * as Migrate from "./Migrate.ts"
  */
 export const tessera = Command.make("tessera").pipe(
   Command.withDescription("Move and serve storage between machines"),
-  Command.withSubcommands([Inspect.command, Craft.command, DeviceCommand.command, Migrate.command, Demo.command])
+  Command.withSubcommands([
+    Inspect.command,
+    Craft.command,
+    DeviceCommand.command,
+    Migrate.command,
+    Nbd.command,
+    Demo.command
+  ])
 )

@@ -6,11 +6,13 @@
  * Bytes go out as fragments of at most `chunkSize` (1 MiB by default; larger writes are cut into views, not
  * copied) with `fragOp` DATA; `end` sends one fragment with `fragOp` END, after which the other side reads the
  * end of the stream. Flow control and ordering are the circuit's. Closing the connection closes the circuit.
- * A circuit that ends without END (connection lost, or closed by the other side) fails reads and writes with a
- * `TransportError` (`Io` for a lost connection, `Closed` otherwise), which callers treat as a broken connection.
+ * A circuit closed by the other side reads as the end of the stream too (like a socket the peer closed); one
+ * that ends otherwise (connection lost, protocol violation, closed here) fails reads with a `TransportError`
+ * (`Io` for a lost connection, `Closed` otherwise), and writes after the end fail the same way.
  *
  * `serve` and `dial` set up the two ends through a `PeerService` host: a service whose instances hand their
- * incoming circuits to `accept`, and a local peer that opens circuits to it.
+ * incoming circuits to `accept`, and a local peer that opens circuits to it. `listener` and `dialer` do the same
+ * with a host of their own, for programs that only want one circuit connection (`tessera migrate --via-circuit`).
  *
  * @since 0.1.0
  */
@@ -23,7 +25,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Circuit from "./Circuit.ts"
 import type * as CircuitError from "./CircuitError.ts"
-import type * as PeerService from "./PeerService.ts"
+import * as PeerService from "./PeerService.ts"
 import type * as Transport from "./Transport.ts"
 import * as TransportError from "./TransportError.ts"
 
@@ -78,7 +80,15 @@ export const make = (circuit: Circuit.Circuit, options?: Options): Transport.Con
     function next(): Pull.Pull<Arr.NonEmptyReadonlyArray<Uint8Array>, TransportError.TransportError> {
       if (ended) return Cause.done()
       return Effect.flatMap(
-        Effect.mapError(circuit.read, (error) => toTransportError(remoteAddress, error)),
+        Effect.catch(
+          circuit.read,
+          (error): Pull.Pull<Circuit.Fragment, TransportError.TransportError> => {
+            if (error.reason._tag !== "RemoteClose") return Effect.fail(toTransportError(remoteAddress, error))
+            // Closed by the other side is the end of its stream, as a socket's orderly close is.
+            ended = true
+            return Cause.done()
+          }
+        ),
         (fragment) => {
           if (fragment.fragOp === END) {
             ended = true
@@ -155,4 +165,44 @@ export const dial = Effect.fn("CircuitConnection.dial")(function*(
   const peer = yield* host.startLocalPeer(localService, { preferExisting: true })
   const circuit = yield* peer.startRemotePeerAndGetCircuit(service, address, { preferExisting: true })
   return yield* Effect.acquireRelease(Effect.succeed(make(circuit, options)), (connection) => connection.close)
+})
+
+/**
+ * Options of `listener` and `dialer`: the host's security (plaintext by default, as the raw connections they
+ * replace).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostOptions extends Options {
+  readonly security?: PeerService.Security | undefined
+}
+
+/**
+ * A host of its own listening on `address`, whose `service` hands out its incoming circuits as connections.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const listener = Effect.fn("CircuitConnection.listener")(function*(
+  address: string,
+  service: string,
+  options?: HostOptions
+) {
+  const host = yield* PeerService.make({ security: options?.security ?? { _tag: "Plaintext" } })
+  const accept = yield* serve(host, service, options)
+  const bound = yield* host.listen(address)
+  return { address: bound, accept }
+})
+
+/**
+ * A host of its own, and a dial that opens a circuit to `service` at an address and wraps it (each call a new
+ * circuit, over the live connection if there is one).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const dialer = Effect.fn("CircuitConnection.dialer")(function*(service: string, options?: HostOptions) {
+  const host = yield* PeerService.make({ security: options?.security ?? { _tag: "Plaintext" } })
+  return (address: string) => dial(host, address, service, options)
 })

@@ -91,6 +91,11 @@ export * as NbdClient from "./NbdClient.ts"
 /**
  * @since 0.1.0
  */
+export * as NbdDeviceSpec from "./NbdDeviceSpec.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as NbdError from "./NbdError.ts"
 
 /**
