@@ -7,6 +7,7 @@ import * as Command from "effect/cli/Command"
 import * as Craft from "./Craft.ts"
 import * as Demo from "./Demo.ts"
 import * as DeviceCommand from "./DeviceCommand.ts"
+import * as Dnet from "./Dnet.ts"
 import * as Inspect from "./Inspect.ts"
 import * as Migrate from "./Migrate.ts"
 import * as Nbd from "./Nbd.ts"
@@ -25,6 +26,7 @@ export const tessera = Command.make("tessera").pipe(
     DeviceCommand.command,
     Migrate.command,
     Nbd.command,
+    Dnet.command,
     Demo.command
   ])
 )
