@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { nbdkit, nbdUri, run } from "../../protocol/test/utils/nbdPeers.ts"
 import { start, tessera } from "./utils.ts"
 
 const tempDir = Effect.acquireRelease(
@@ -21,6 +21,58 @@ const hashOf = (spec: string) =>
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
 
 const MiB = 1024 * 1024
+
+/** Fails with a clear message when a peer binary is missing (CI installs them): these tests never skip. */
+const requireBinary = (name: string, pkg: string): Effect.Effect<void, Error> =>
+  Effect.suspend(() => {
+    try {
+      execFileSync("sh", ["-c", `command -v ${name}`], { stdio: "ignore" })
+      return Effect.void
+    } catch {
+      return Effect.fail(new Error(`${name} is not installed; install it with: apt-get install -y ${pkg}`))
+    }
+  })
+
+const packages: Record<string, string> = { nbdinfo: "libnbd-bin", nbdcopy: "libnbd-bin", "qemu-io": "qemu-utils" }
+
+/** Runs a peer to its end (killed after 60 s); fails unless it exits 0. */
+const run = (command: string, args: ReadonlyArray<string>) =>
+  Effect.andThen(
+    requireBinary(command, packages[command] ?? command),
+    Effect.callback<{ readonly stdout: string }, Error>((resume) => {
+      const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 })
+      let stdout = ""
+      let stderr = ""
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")))
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
+      child.on("error", (cause) => resume(Effect.fail(cause)))
+      child.on("close", (code) =>
+        resume(
+          code === 0 ? Effect.succeed({ stdout }) : Effect.fail(new Error(`${command} exited ${code}: ${stderr}`))
+        ))
+      return Effect.sync(() => child.kill("SIGKILL"))
+    })
+  )
+
+/** `nbdkit` serving on a Unix socket in `dir`, stopped (by its pid) with the scope; returns the socket. */
+const nbdkit = (dir: string, args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    yield* requireBinary("nbdkit", "nbdkit")
+    const socket = path.join(dir, "nbdkit.sock")
+    yield* Effect.acquireRelease(
+      Effect.sync(() => spawn("nbdkit", ["-f", "-U", socket, ...args], { stdio: "ignore" })),
+      (child) => Effect.sync(() => child.kill("SIGTERM"))
+    )
+    for (let i = 0; i < 400 && !fs.existsSync(socket); i++) yield* Effect.sleep("25 millis")
+    if (!fs.existsSync(socket)) return yield* Effect.fail(new Error(`nbdkit did not create ${socket}`))
+    return socket
+  })
+
+/** The NBD URI of an export of our server at `address` (`tcp://HOST:PORT` or `unix:PATH`). */
+const nbdUri = (address: string, exportName: string): string =>
+  address.startsWith("unix:")
+    ? `nbd+unix:///${exportName}?socket=${address.slice("unix:".length)}`
+    : `nbd://${address.slice("tcp://".length)}/${exportName}`
 
 describe("tessera nbd", () => {
   it.live(
@@ -59,7 +111,7 @@ describe("tessera nbd", () => {
         )
         // The device commands take NBD specs too: the export hashes like the file behind it.
         assert.strictEqual(yield* hashOf(nbdUri(address, "disk")), sha256(fs.readFileSync(image)))
-        const patch = fs.readFileSync(image).subarray(0, 4 * MiB).reverse()
+        const patch = fs.readFileSync(image).subarray(0, 4 * MiB).map((byte) => byte ^ 0x5a)
         const patchFile = path.join(dir, "patch.img")
         fs.writeFileSync(patchFile, patch)
         yield* run("nbdcopy", [patchFile, nbdUri(address, "scratch")])
