@@ -1,0 +1,212 @@
+/**
+ * A real tile: the tile engine on the system clock with CDM and flash services, its links over TCP or Unix
+ * sockets, and completion actions (install hooks) guarded by install tags. This is what `tessera tile run`
+ * runs.
+ *
+ * Links: for each configured `dir=address` the daemon dials, sends the hello and plugs the link into that
+ * neighbour; when the stream breaks (the neighbour reports a disconnect TEP) it dials again every
+ * `redialEvery`. With `listen`, accepted connections are plugged into the neighbour opposite the direction
+ * their hello names. Only one side of each cable should dial.
+ *
+ * Install hooks (spec t2 §3.9): when a release completes (and, for complete files, at every start), each
+ * hook for its slot runs in order, one release at a time, unless the slot's tag
+ * `<directory>/tags/slotSS-install-tag.dat` already holds this stamp or a newer one; after all of them
+ * succeed the tag is written (temp file + rename). A failing hook is logged and its tag left alone, so the
+ * next start tries again; the service itself carries on.
+ *
+ * @since 0.1.0
+ */
+import * as CdmSlotstamp from "@tessera/codec/CdmSlotstamp"
+import * as T2Direction from "@tessera/codec/T2Direction"
+import type * as Address from "@tessera/protocol/Address"
+import * as Transport from "@tessera/protocol/Transport"
+import type * as TransportError from "@tessera/protocol/TransportError"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Cdm from "./Cdm.ts"
+import type * as CdmKeys from "./CdmKeys.ts"
+import * as Flash from "./Flash.ts"
+import type * as Link from "./Link.ts"
+import * as Scheduler from "./Scheduler.ts"
+import * as SocketLink from "./SocketLink.ts"
+import * as Tile from "./Tile.ts"
+
+/**
+ * A completion action for one slot (or every slot when `slot` is omitted).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Hook {
+  readonly slot?: number | undefined
+  readonly run: (release: Cdm.Complete) => Effect.Effect<void, unknown>
+}
+
+/**
+ * Something the daemon reports.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DaemonEvent =
+  | { readonly _tag: "Cdm"; readonly event: Cdm.Event }
+  | { readonly _tag: "Link"; readonly dir: T2Direction.Dir8; readonly up: boolean }
+  | { readonly _tag: "Installed"; readonly slotstamp: number }
+  | { readonly _tag: "HookFailed"; readonly slotstamp: number; readonly error: string }
+  | { readonly _tag: "Flash"; readonly command: Flash.Command }
+
+/**
+ * Options of a daemon.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly directory: string
+  readonly keyring: CdmKeys.Keyring
+  readonly listen?: string | undefined
+  readonly links?: ReadonlyArray<{ readonly dir: T2Direction.Dir8; readonly address: string }> | undefined
+  readonly mfzid?: string | undefined
+  readonly timing?: Partial<Cdm.Timing> | undefined
+  readonly hooks?: ReadonlyArray<Hook> | undefined
+  readonly redialEvery?: Duration.Input | undefined
+  readonly onEvent?: ((event: DaemonEvent) => void) | undefined
+}
+
+/**
+ * A running daemon.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Daemon {
+  readonly tile: Tile.TileEngine
+  readonly cdm: Cdm.CdmEngine
+  readonly flash: Flash.FlashEngine
+  /** The bound listener address, when listening. */
+  readonly address: Address.Address | undefined
+}
+
+const tagPath = (directory: string, slot: number): string =>
+  Path.join(directory, "tags", `slot${slot.toString(16).padStart(2, "0")}-install-tag.dat`)
+
+const readTag = (directory: string, slot: number): number | undefined => {
+  try {
+    const n = Number.parseInt(Fs.readFileSync(tagPath(directory, slot), "utf8").trim(), 16)
+    return Number.isNaN(n) ? undefined : n
+  } catch {
+    return undefined
+  }
+}
+
+const writeTag = (directory: string, slot: number, stamp: number): Effect.Effect<void, unknown> =>
+  Effect.try(() => {
+    const path = tagPath(directory, slot)
+    Fs.mkdirSync(Path.dirname(path), { recursive: true })
+    Fs.writeFileSync(`${path}.tmp`, `${stamp.toString(16).padStart(6, "0")}\n`)
+    Fs.renameSync(`${path}.tmp`, path)
+  })
+
+// Plugs a link into a neighbour and returns the wait for that link's disconnect (not the one its
+// predecessor reports while being replaced).
+const plug = (neighbor: Tile.Neighbor, link: Link.Link) =>
+  Effect.gen(function*() {
+    const down = yield* Deferred.make<void>()
+    let armed = false
+    const off = neighbor.onEvent((event) => {
+      if (armed && event.event === "disconnect") Deferred.doneUnsafe(down, Effect.void)
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(off))
+    neighbor.attach(link)
+    armed = true
+    if (!link.isUp() || neighbor.link !== link) Deferred.doneUnsafe(down, Effect.void)
+    return yield* Deferred.await(down)
+  })
+
+/**
+ * Starts a tile daemon in the current scope; everything stops when it closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const start = Effect.fn("TileDaemon.start")(function*(options: Options): Effect.fn.Return<
+  Daemon,
+  TransportError.TransportError | Address.AddressError,
+  Transport.Transport | Scope.Scope
+> {
+  const scope = yield* Scope.Scope
+  const emit = options.onEvent ?? (() => {})
+  const scheduler = yield* Scheduler.makeSystem
+  const tile = yield* Tile.make({ scheduler, random: Math.random, mfzid: options.mfzid })
+  for (const n of tile.neighbors) {
+    n.onEvent((event) => emit({ _tag: "Link", dir: n.dir, up: event.event === "connect" }))
+  }
+  const completions = yield* Queue.unbounded<Cdm.Complete>()
+  const cdm = yield* Cdm.make({
+    tile,
+    directory: options.directory,
+    keyring: options.keyring,
+    timing: options.timing,
+    onComplete: (release) => void Queue.offerUnsafe(completions, release),
+    onEvent: (event) => emit({ _tag: "Cdm", event })
+  })
+  const flash = yield* Flash.make({ tile, onCommand: (command) => emit({ _tag: "Flash", command }) })
+
+  const hooks = options.hooks ?? []
+  const install = (release: Cdm.Complete) =>
+    Effect.gen(function*() {
+      const slot = CdmSlotstamp.slot(release.slotstamp)
+      const stamp = CdmSlotstamp.stamp(release.slotstamp)
+      const mine = hooks.filter((h) => h.slot === undefined || h.slot === slot)
+      const tag = readTag(options.directory, slot)
+      if (mine.length === 0 || (tag !== undefined && tag >= stamp)) return
+      for (const hook of mine) yield* hook.run(release)
+      yield* writeTag(options.directory, slot, stamp)
+      emit({ _tag: "Installed", slotstamp: release.slotstamp })
+    }).pipe(
+      Effect.catchCause((cause) =>
+        Effect.sync(() => emit({ _tag: "HookFailed", slotstamp: release.slotstamp, error: String(cause) }))
+      )
+    )
+  yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(completions), install)))
+
+  const pause = options.redialEvery ?? Duration.millis(500)
+  for (const { dir, address } of options.links ?? []) {
+    const once = Effect.scoped(Effect.gen(function*() {
+      const link = yield* SocketLink.dial(address, dir)
+      yield* plug(tile.neighbor(dir)!, link)
+    }))
+    yield* Effect.forkScoped(Effect.forever(once.pipe(Effect.ignore, Effect.andThen(Effect.sleep(pause)))))
+  }
+
+  let bound: Address.Address | undefined
+  if (options.listen !== undefined) {
+    const listener = yield* Transport.listen(options.listen)
+    bound = listener.address
+    const serve = (connection: Transport.Connection) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { dir: theirs, link } = yield* SocketLink.accept(connection)
+        const dir = T2Direction.opposite(theirs)
+        const neighbor = tile.neighbor(dir)
+        if (neighbor === undefined) return
+        yield* plug(neighbor, link)
+      })).pipe(Effect.ignore)
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.gen(function*() {
+        const child = yield* Scope.fork(scope)
+        const connection = yield* Effect.onError(
+          Scope.provide(listener.accept, child),
+          () => Scope.close(child, Exit.void)
+        )
+        yield* Effect.forkIn(Effect.ensuring(serve(connection), Scope.close(child, Exit.void)), scope)
+      })).pipe(Effect.ignore)
+    )
+  }
+  return { tile, cdm, flash, address: bound }
+})
