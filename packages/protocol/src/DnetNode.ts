@@ -837,7 +837,16 @@ export const make = Effect.fn("DnetNode.make")(function*(
       const loop = Effect.gen(function*() {
         while (true) {
           const batch = yield* next
-          if (batch === undefined) return
+          if (batch === undefined) {
+            const atEnd = reader.end()
+            if (Result.isFailure(atEnd)) {
+              return yield* Effect.logDebug(
+                `dnet node ${address}: ${connection.remoteAddress}: ${atEnd.failure.message}`
+              )
+            }
+            // The peer is done sending, not necessarily done reading: finish its requests before closing.
+            return yield* count.take(maxInFlight)
+          }
           for (const chunk of batch) {
             const parsed = reader.push(chunk)
             if (Result.isFailure(parsed)) {
