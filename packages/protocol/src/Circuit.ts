@@ -9,7 +9,7 @@
  * - **Ordering**: fragments sent on one circuit from one fiber arrive in send order.
  * - **Sending** is asynchronous: `send` returns once the fragment is queued for the connection, not when the
  *   remote read it. It waits while the circuit has no flow-control credit (the receiver holds a window of unread
- *   bytes, 4 MiB by default) or the connection's send queue is full. With `sendTimeout` set it fails with
+ *   bytes, 8 MiB by default) or the connection's send queue is full. With `sendTimeout` set it fails with
  *   `SendTimeout` after that long, and the fragment was not sent; it is never silently dropped.
  * - **Closing** (`close`) is idempotent and tells the remote side, whose circuit ends with `RemoteClose` once the
  *   fragments sent before the close were delivered. Closing the owning peer closes its circuits; losing the

@@ -13,7 +13,7 @@
  *   (so `memory:` and `unix:` work too).
  * - **Limits**: `register(name, fn, { max })` caps the running instances of a service; starting one more
  *   locally fails with `LimitReached`, remotely the request is rejected with `#Limited...` args.
- * - **Flow control** (see `Circuit`): each circuit has a receive window (`window`, 4 MiB by default); a sender
+ * - **Flow control** (see `Circuit`): each circuit has a receive window (`window`, 8 MiB by default); a sender
  *   waits for credit, or with `sendTimeout` fails after that long. The connection's send queue holds
  *   `sendQueue` frames (256 by default) and the sender waits for room the same way. Nothing is dropped.
  *
@@ -65,7 +65,7 @@ export interface Options {
   readonly security: Security
   /** A name for logs and errors. */
   readonly name?: string | undefined
-  /** Bytes a circuit may hold unread before its sender waits; default 4 MiB. */
+  /** Bytes a circuit may hold unread before its sender waits; default 8 MiB. */
   readonly window?: number | undefined
   /** Largest payload of one fragment; default 4 MiB (also the most a peer may send us). */
   readonly maxPayload?: number | undefined
@@ -174,7 +174,7 @@ export const make = Effect.fn("PeerService.make")(function*(options: Options) {
         )
     }
     : CircuitTls.connector(options.security.identity, options.security.trust)
-  const window = Math.max(options.window ?? 4 * 1024 * 1024, CircuitHost.INITIAL_WINDOW)
+  const window = Math.max(options.window ?? 8 * 1024 * 1024, CircuitHost.INITIAL_WINDOW)
   const host = new CircuitHost.Host(
     {
       name: options.name ?? "peer-host",

@@ -28,6 +28,7 @@ import * as CircuitError from "../CircuitError.ts"
 import type * as Peer from "../Peer.ts"
 import * as PeerUrl from "../PeerUrl.ts"
 import type * as Transport from "../Transport.ts"
+import type * as TransportError from "../TransportError.ts"
 import { Inbox, Outbox, type OutFrame } from "./circuitQueues.ts"
 
 const Kind = CircuitFragment.Kind
@@ -261,10 +262,12 @@ class CircuitImpl implements Circuit.Circuit {
       })
     })
     const timeout = this.peer.host.options.sendTimeout
-    return timeout === undefined ? attempt : Effect.timeoutOrElse(attempt, {
+    const queued = timeout === undefined ? attempt : Effect.timeoutOrElse(attempt, {
       duration: timeout,
       orElse: () => failWith("send", new CircuitError.SendTimeout({ millis: Duration.toMillis(timeout) }))
     })
+    // Once queued the fragment goes out whatever happens to this fiber; it writes it now if the turn is free.
+    return Effect.andThen(queued, this.wire.flush)
   }
 
   send(init: Circuit.FragmentInit): Effect.Effect<void, CircuitError.CircuitError> {
@@ -569,26 +572,31 @@ class Wire {
     if (this.dialed !== "" && this.host.reconnecting.has(this.dialed)) this.host.redial(this.dialed)
   }
 
-  readonly writer: Effect.Effect<void> = Effect.gen({ self: this }, function*() {
-    while (true) {
-      const chunks = yield* this.outbox.takeChunks
-      yield* this.connection.write(chunks).pipe(Effect.mapError((error) =>
-        CircuitError.make(
-          "connection",
-          new CircuitError.ConnectionLost({ address: this.connection.remoteAddress, detail: error.message })
-        )
-      ))
-    }
-  }).pipe(Effect.catch((error: CircuitError.CircuitError) =>
-    Effect.sync(() => {
-      const reason = error.reason
-      this.fail(
-        reason._tag === "ProtocolViolation" || reason._tag === "ConnectionLost"
-          ? reason
-          : new CircuitError.ConnectionLost({ address: this.connection.remoteAddress, detail: error.message })
+  #lost(error: TransportError.TransportError): CircuitError.CircuitError {
+    const reason = new CircuitError.ConnectionLost({ address: this.connection.remoteAddress, detail: error.message })
+    this.fail(reason)
+    return CircuitError.make("connection", reason)
+  }
+
+  /** Writes everything queued, unless another fiber holds the writer's turn (it will write it then). */
+  readonly flush: Effect.Effect<void, CircuitError.CircuitError> = Effect.suspend(() => {
+    const outbox = this.outbox
+    if (!outbox.tryAcquire()) return Effect.void
+    const loop: Effect.Effect<void, CircuitError.CircuitError> = Effect.suspend(() => {
+      const chunks = outbox.takeChunks()
+      if (chunks === undefined) return Effect.void
+      return Effect.flatMap(
+        Effect.mapError(this.connection.write(chunks), (error) => this.#lost(error)),
+        () => loop
       )
     })
-  ))
+    return Effect.ensuring(loop, Effect.sync(() => outbox.release()))
+  })
+
+  /** Writes what the reader queued (acks, window updates, ends) when no sender is writing. */
+  readonly writer: Effect.Effect<void> = Effect.suspend(() =>
+    Effect.forever(Effect.flatMap(this.outbox.waitWork, () => this.flush))
+  ).pipe(Effect.ignore)
 
   readonly reader: Effect.Effect<void> = Effect.gen({ self: this }, function*() {
     const parser = CircuitFragment.makeParser({ maxPayload: this.host.options.maxPayload })

@@ -3,9 +3,11 @@
  *
  * - `Inbox`: what a circuit (or a peer's new-circuit feed) received and its user has not taken yet. Its size is
  *   bounded by flow control (reads) or by an explicit cap (new circuits), not by the queue itself.
- * - `Outbox`: the frames a connection's writer fiber sends. Data frames (traffic, circuit starts, ends) share a
- *   bounded FIFO, so a sender waits for room and per-circuit order is the queue's order; control frames (acks,
- *   window updates) go ahead of them and never wait, because the reader that produces them must not block.
+ * - `Outbox`: the frames a connection sends. Data frames (traffic, circuit starts, ends) share a bounded FIFO,
+ *   so a sender waits for room and per-circuit order is the queue's order; control frames (acks, window
+ *   updates) go ahead of them and never wait, because the reader that produces them must not block. One fiber
+ *   at a time holds the writer's turn and writes everything queued: a sender that finds the turn free, else
+ *   the connection's writer fiber.
  */
 import type * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
@@ -102,6 +104,7 @@ export class Outbox<E> {
   #control: Array<OutFrame> = []
   #data: Array<OutFrame> = []
   #failure: E | undefined
+  #writing = false
   readonly #writers: Array<() => void> = []
   readonly #senders: Array<() => void> = []
 
@@ -149,10 +152,32 @@ export class Outbox<E> {
     wakeAll(this.#senders)
   }
 
-  /** Everything to write next, as gather-write chunks (waits for at least one frame). */
-  readonly takeChunks: Effect.Effect<Array<Uint8Array>, E> = Effect.suspend(() => {
+  /**
+   * Takes the writer's turn if nobody has it: whoever holds it writes everything queued, so a sender on an
+   * idle connection writes its own frame at once instead of waking the writer fiber.
+   */
+  tryAcquire(): boolean {
+    if (this.#writing || this.#failure !== undefined) return false
+    this.#writing = true
+    return true
+  }
+
+  /** Gives the writer's turn back; the writer fiber is woken for what was queued meanwhile. */
+  release(): void {
+    this.#writing = false
+    if (this.pending > 0) wakeAll(this.#writers)
+  }
+
+  /** Waits until there is something to write and nobody is writing it. */
+  readonly waitWork: Effect.Effect<void, E> = Effect.suspend(() => {
     if (this.#failure !== undefined) return Effect.fail(this.#failure)
-    if (this.#control.length === 0 && this.#data.length === 0) return waitOn(this.#writers, () => this.takeChunks)
+    if (!this.#writing && this.pending > 0) return Effect.void
+    return waitOn(this.#writers, () => this.waitWork)
+  })
+
+  /** Everything queued, as gather-write chunks, or `undefined` when nothing is. */
+  takeChunks(): Array<Uint8Array> | undefined {
+    if (this.#control.length === 0 && this.#data.length === 0) return undefined
     const frames = this.#control.length === 0 ? this.#data : this.#control.concat(this.#data)
     this.#control = []
     this.#data = []
@@ -167,8 +192,8 @@ export class Outbox<E> {
         chunks.push(joined)
       } else chunks.push(header, payload)
     }
-    return Effect.succeed(chunks)
-  })
+    return chunks
+  }
 
   fail(error: E): void {
     if (this.#failure !== undefined) return
