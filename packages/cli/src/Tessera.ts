@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import * as Command from "effect/cli/Command"
+import * as Cdm from "./Cdm.ts"
 import * as Craft from "./Craft.ts"
 import * as Demo from "./Demo.ts"
 import * as DeviceCommand from "./DeviceCommand.ts"
@@ -11,6 +12,7 @@ import * as Dnet from "./Dnet.ts"
 import * as Inspect from "./Inspect.ts"
 import * as Migrate from "./Migrate.ts"
 import * as Nbd from "./Nbd.ts"
+import * as Tile from "./Tile.ts"
 
 /**
  * The `tessera` command.
@@ -27,6 +29,8 @@ export const tessera = Command.make("tessera").pipe(
     Migrate.command,
     Nbd.command,
     Dnet.command,
+    Cdm.command,
+    Tile.command,
     Demo.command
   ])
 )

@@ -208,3 +208,76 @@ export class GridSim {
  * @category constructors
  */
 export const make = (options: Options): GridSim => new GridSim(options)
+
+/**
+ * The outcome of spreading one release.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Summary {
+  readonly tiles: number
+  readonly bytes: number
+  /** Hops from the publisher to the farthest tile. */
+  readonly hops: number
+  /** Seconds from publishing until each tile completed (`undefined`: not complete). */
+  readonly seconds: ReadonlyArray<number | undefined>
+  /** Seconds until the last tile completed (`undefined` unless all did). */
+  readonly spread: number | undefined
+  /** file size / link rate + hops × one chunk's time on the wire, in seconds. */
+  readonly ideal: number
+  /** Bytes sent on all links per payload byte delivered to a tile (bytes × (tiles − 1)). */
+  readonly linkBytesPerByte: number
+  /** Per tile (publisher excluded): bytes / (completion − first verified header), in bytes per second. */
+  readonly perHopRates: ReadonlyArray<number>
+}
+
+/**
+ * Summarises the spread of `slotstamp` published at `publisher` at virtual time `publishedAt` over links of
+ * `linkRate` bytes per second.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const summarize = (
+  sim: GridSim,
+  options: {
+    readonly slotstamp: number
+    readonly bytes: number
+    readonly publisher: number
+    readonly publishedAt: number
+    readonly linkRate: number
+  }
+): Summary => {
+  const done = sim.completed.get(options.slotstamp) ?? new Map<number, number>()
+  const started = sim.started.get(options.slotstamp) ?? new Map<number, number>()
+  const seconds = sim.tiles.map((t) => {
+    const at = done.get(t.index)
+    return at === undefined ? undefined : (at - options.publishedAt) / 1000
+  })
+  const all = seconds.every((s) => s !== undefined)
+  const hops = Topology.eccentricity(sim.topology, options.publisher)
+  // One D packet (14 header bytes + 180 data) plus the frame's flag byte.
+  const chunkTime = options.linkRate > 0 ? (14 + 180 + 1) / options.linkRate : 0
+  const ideal = (options.linkRate > 0 ? options.bytes / options.linkRate : 0) + hops * chunkTime
+  const perHopRates: Array<number> = []
+  for (const t of sim.tiles) {
+    if (t.index === options.publisher) continue
+    const end = done.get(t.index)
+    const begin = started.get(t.index)
+    if (end !== undefined && begin !== undefined && end > begin) {
+      perHopRates.push(options.bytes / ((end - begin) / 1000))
+    }
+  }
+  const delivered = options.bytes * (sim.tiles.length - 1)
+  return {
+    tiles: sim.tiles.length,
+    bytes: options.bytes,
+    hops,
+    seconds,
+    spread: all ? Math.max(...seconds.map((s) => s ?? 0)) : undefined,
+    ideal,
+    linkBytesPerByte: delivered > 0 ? sim.linkStats().bytesSent / delivered : 0,
+    perHopRates
+  }
+}

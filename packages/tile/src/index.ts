@@ -36,6 +36,11 @@ export * as Grid from "./Grid.ts"
 /**
  * @since 0.1.0
  */
+export * as GridSvg from "./GridSvg.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as Link from "./Link.ts"
 
 /**
