@@ -142,6 +142,114 @@ const inChunks = (
     return Effect.andThen(work(offset + done, bytes), Effect.suspend(() => loop(done + bytes)))
   })
 
+/** Bytes of free READ buffers a server keeps for reuse, over all its connections. */
+const POOL_BYTES = 64 * MiB
+
+/**
+ * Free READ buffers by length, shared by the connections of one server (clients such as nbdcopy open several
+ * connections for each copy, so a pool per connection would start empty every time).
+ */
+class BufferPool {
+  readonly #free = new Map<number, Array<Uint8Array>>()
+  #bytes = 0
+
+  take(length: number): Uint8Array | undefined {
+    const buffer = this.#free.get(length)?.pop()
+    if (buffer !== undefined) this.#bytes -= length
+    return buffer
+  }
+
+  put(buffer: Uint8Array): void {
+    if (this.#bytes + buffer.length > POOL_BYTES) return
+    let list = this.#free.get(buffer.length)
+    if (list === undefined) this.#free.set(buffer.length, list = [])
+    list.push(buffer)
+    this.#bytes += buffer.length
+  }
+}
+
+/**
+ * Reply headers cut from one slab (views, no backing store of their own): a slab is never written twice, a
+ * full one is left to the writes that still refer to it.
+ */
+class HeaderSlab {
+  #slab = new Uint8Array(64 * 1024)
+  #at = 0
+
+  take(length: number): Uint8Array {
+    if (this.#at + length > this.#slab.length) {
+      this.#slab = new Uint8Array(this.#slab.length)
+      this.#at = 0
+    }
+    const header = this.#slab.subarray(this.#at, this.#at + length)
+    this.#at += length
+    return header
+  }
+
+  simple(error: number, cookie: bigint): Uint8Array {
+    const header = this.take(NbdTransmission.SIMPLE_REPLY_HEADER_SIZE)
+    NbdTransmission.encodeSimpleReplyHeaderInto(header, 0, error, cookie)
+    return header
+  }
+
+  offsetData(cookie: bigint, offset: number, length: number): Uint8Array {
+    const header = this.take(NbdTransmission.OFFSET_DATA_HEADER_SIZE)
+    NbdTransmission.encodeOffsetDataHeaderInto(header, 0, NbdConstants.ReplyFlags.DONE, cookie, offset, length)
+    return header
+  }
+}
+
+interface SentBuffer {
+  readonly buffer: Uint8Array
+  /** The stream position where the write that sent it ends. */
+  readonly end: number
+}
+
+class ReadBuffers {
+  readonly #connection: Transport.Connection
+  readonly #limit: number
+  readonly #pool: BufferPool
+  /** Bytes given to `write` since transmission began, counting what was queued then. */
+  #written: number
+  #sent: Array<SentBuffer> = []
+
+  constructor(connection: Transport.Connection, limit: number, pool: BufferPool) {
+    this.#connection = connection
+    this.#limit = limit
+    this.#pool = pool
+    this.#written = connection.queuedBytes()
+  }
+
+  /** Counts a write of `chunks`; returns the stream position where it ends. */
+  wrote(chunks: ReadonlyArray<Uint8Array>): number {
+    for (const chunk of chunks) this.#written += chunk.length
+    return this.#written
+  }
+
+  take(length: number): Uint8Array {
+    this.#reclaim()
+    return this.#pool.take(length) ?? new Uint8Array(length)
+  }
+
+  /** Hands back a buffer whose write ends at `end`. */
+  give(buffer: Uint8Array, end: number): void {
+    this.#sent.push({ buffer, end })
+    if (this.#sent.length > this.#limit) this.#sent.shift()
+    this.#reclaim()
+  }
+
+  #reclaim(): void {
+    if (this.#sent.length === 0) return
+    const handedOff = this.#written - this.#connection.queuedBytes()
+    const waiting: Array<SentBuffer> = []
+    for (const entry of this.#sent) {
+      if (entry.end > handedOff) waiting.push(entry)
+      else this.#pool.put(entry.buffer)
+    }
+    this.#sent = waiting
+  }
+}
+
 /** What negotiation chose: the export, and the transmission features. */
 interface Chosen {
   readonly nbdExport: NbdExport.NbdExport
@@ -156,9 +264,15 @@ interface Chosen {
  * @since 0.1.0
  * @category constructors
  */
-export const serveConnection = Effect.fn("NbdServer.serveConnection")(function*(
+export const serveConnection = (
   connection: Transport.Connection,
   options: Options
+): Effect.Effect<void, NbdError.NbdError> => serveWith(connection, options, new BufferPool())
+
+const serveWith = Effect.fn("NbdServer.serveConnection")(function*(
+  connection: Transport.Connection,
+  options: Options,
+  pool: BufferPool
 ): Effect.fn.Return<void, NbdError.NbdError> {
   const exports = options.exports
   if (exports.length === 0) return yield* violation("the server has no exports")
@@ -177,7 +291,7 @@ export const serveConnection = Effect.fn("NbdServer.serveConnection")(function*(
     Effect.onError(() => connection.close)
   )
   if (negotiated === undefined) return yield* connection.close
-  yield* Effect.ensuring(Effect.scoped(transmit(reader, connection, negotiated, options)), connection.close)
+  yield* Effect.ensuring(Effect.scoped(transmit(reader, connection, negotiated, options, pool)), connection.close)
 })
 
 type Send = (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, NbdError.NbdError>
@@ -356,7 +470,8 @@ const transmit = Effect.fnUntraced(function*(
   reader: NbdReader<NbdStream.ClientMessage>,
   connection: Transport.Connection,
   chosen: Chosen,
-  options: Options
+  options: Options,
+  pool: BufferPool
 ) {
   const { baseAllocation, nbdExport, structured } = chosen
   const device = nbdExport.device
@@ -396,8 +511,14 @@ const transmit = Effect.fnUntraced(function*(
     return Effect.andThen(Deferred.await(room), Effect.suspend(loop))
   })
 
+  const buffers = new ReadBuffers(connection, maxInFlight, pool)
+  const headers = new HeaderSlab()
   // A reply that cannot be written means the connection is gone; the read loop sees that too.
-  const send = (chunks: ReadonlyArray<Uint8Array>) => Effect.ignore(connection.write(chunks))
+  const send = (chunks: ReadonlyArray<Uint8Array>) =>
+    Effect.suspend(() => {
+      buffers.wrote(chunks)
+      return Effect.ignore(connection.write(chunks))
+    })
   const fail = (request: NbdTransmission.Request, error: number, message: string) => {
     if (structured && (request.type === C.READ || request.type === C.BLOCK_STATUS)) {
       return send([
@@ -410,9 +531,9 @@ const transmit = Effect.fnUntraced(function*(
         })
       ])
     }
-    return send([NbdTransmission.encodeSimpleReplyHeader(error, request.cookie)])
+    return send([headers.simple(error, request.cookie)])
   }
-  const ok = (request: NbdTransmission.Request) => send([NbdTransmission.encodeSimpleReplyHeader(0, request.cookie)])
+  const ok = (request: NbdTransmission.Request) => send([headers.simple(0, request.cookie)])
 
   /** The error value for a request that must not run, or 0. */
   const refusal = (request: NbdTransmission.Request): number => {
@@ -448,15 +569,18 @@ const transmit = Effect.fnUntraced(function*(
           ? send([NbdTransmission.encodeChunk({ _tag: "None", flags: NbdConstants.ReplyFlags.DONE, cookie })])
           : ok(request)
       }
-      const data = new Uint8Array(length)
+      const data = buffers.take(length)
       return Effect.flatMap(device.readAt(data, offset), (n) => {
         if (n !== length) return fail(request, E.EIO, `short read: ${n} of ${length} bytes`)
-        return send([
-          structured
-            ? NbdTransmission.encodeOffsetDataHeader(NbdConstants.ReplyFlags.DONE, cookie, offset, length)
-            : NbdTransmission.encodeSimpleReplyHeader(0, cookie),
+        const chunks = [
+          structured ? headers.offsetData(cookie, offset, length) : headers.simple(0, cookie),
           data
-        ])
+        ]
+        const end = buffers.wrote(chunks)
+        return Effect.andThen(
+          Effect.ignore(connection.write(chunks)),
+          Effect.sync(() => buffers.give(data, end))
+        )
       })
     })
 
@@ -556,6 +680,7 @@ export const serve = Effect.fn("NbdServer.serve")(function*(
 ): Effect.fn.Return<never, TransportError.TransportError, Scope.Scope> {
   const scope = yield* Scope.Scope
   const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+  const pool = new BufferPool()
   let active = 0
   while (true) {
     const child = yield* Scope.fork(scope)
@@ -563,7 +688,7 @@ export const serve = Effect.fn("NbdServer.serve")(function*(
     active++
     onConnection?.(active)
     runFork(
-      serveConnection(connection, options).pipe(
+      serveWith(connection, options, pool).pipe(
         Effect.catch((error) => Effect.logDebug(`NBD client ${connection.remoteAddress}: ${error.message}`)),
         Effect.ensuring(Effect.suspend(() => {
           active--
