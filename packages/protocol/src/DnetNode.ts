@@ -66,7 +66,6 @@ import * as FiberSet from "effect/FiberSet"
 import * as Pull from "effect/Pull"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
-import * as Semaphore from "effect/Semaphore"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Address from "./Address.ts"
@@ -240,12 +239,32 @@ const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
 
 const hexOf = (key: Uint8Array): string => Buffer.from(key.buffer, key.byteOffset, key.length).toString("hex")
 
+/** A reply to `request` with one attribute. */
+const replyPacket = (
+  request: Request,
+  cmd: number,
+  attrFlags: number,
+  data: Uint8Array,
+  more: boolean,
+  io?: IoAttrT,
+  id?: Id
+): DnetPacket.Packet => ({
+  ...replyHeader(request, more, id),
+  attrs: [io === undefined ? { cmd, flags: attrFlags, data } : { cmd, flags: attrFlags, io, data }]
+})
+
 /** A request as the handlers see it: its header, with flags that WRITE may change. */
 interface Request {
   readonly id: Id
   flags: number
   readonly trans: bigint
+  /** Replies not yet written: a request's replies leave together, in one write, unless they add up. */
+  readonly out: Array<Uint8Array>
+  outBytes: number
 }
+
+/** Reply bytes a request holds before writing them out (what streams a READ_RANGE or a split READ). */
+const FLUSH_BYTES = 256 * 1024
 
 /** One NOTIFY subscription: replies go to its transaction on its connection. */
 interface Subscription {
@@ -363,8 +382,26 @@ export const make = Effect.fn("DnetNode.make")(function*(
 
   // --- replies -----------------------------------------------------------------------------------------------
 
-  const write = (session: Session, packet: DnetPacket.Packet) =>
-    Effect.ignore(session.connection.write(encodeParts(packet)))
+  // A connection that failed is closed by its read loop; its replies have nowhere to go.
+  const write = (session: Session, parts: ReadonlyArray<Uint8Array>) => Effect.ignore(session.connection.write(parts))
+
+  /** Writes out what a request holds. */
+  const flush = (session: Session, request: Request) =>
+    Effect.suspend(() => {
+      if (request.out.length === 0) return Effect.void
+      const parts = request.out.splice(0)
+      request.outBytes = 0
+      return write(session, parts)
+    })
+
+  /** Adds a packet to a request's replies, writing them out when they add up to `FLUSH_BYTES`. */
+  const push = (session: Session, request: Request, packet: DnetPacket.Packet) => {
+    for (const part of encodeParts(packet)) {
+      request.out.push(part)
+      request.outBytes += part.length
+    }
+    return request.outBytes >= FLUSH_BYTES ? flush(session, request) : Effect.void
+  }
 
   const reply = (
     session: Session,
@@ -375,11 +412,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
     more: boolean,
     io?: IoAttrT,
     id?: Id
-  ) =>
-    write(session, {
-      ...replyHeader(request, more, id),
-      attrs: [io === undefined ? { cmd, flags: attrFlags, data } : { cmd, flags: attrFlags, io, data }]
-    })
+  ) => push(session, request, replyPacket(request, cmd, attrFlags, data, more, io, id))
 
   /** Sends `bytes` read at `io.offset` as READ replies of at most `maxReplyData` each (§3.2). */
   const sendRead = (
@@ -410,7 +443,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
       const data = concat([selfAddrAttr, IoAttr.encode(io)])
       return Effect.forEach(
         [...subscribers],
-        (sub) => reply(sub.session, sub.request, Command.NOTIFY, 0, data, true),
+        (sub) => write(sub.session, encodeParts(replyPacket(sub.request, Command.NOTIFY, 0, data, true))),
         { discard: true }
       )
     })
@@ -422,8 +455,9 @@ export const make = Effect.fn("DnetNode.make")(function*(
     if (set !== undefined && set.size === 0) subscriptions.delete(sub.key)
   }
 
-  const ownGroup = (request: Request) => request.id.groupId === group ? Effect.void : fail(Errno.ENXIO)
-  const checkWritable = () => (readOnly ? fail(Errno.EROFS) : Effect.void)
+  /** The status refusing a request for another group or a change on a read-only node, or 0. */
+  const refusal = (request: Request, change: boolean): number =>
+    request.id.groupId !== group ? -Errno.ENXIO : change && readOnly ? -Errno.EROFS : 0
 
   const lockFor = <A, E>(request: Request, key: Uint8Array, effect: Effect.Effect<A, E>) =>
     (request.flags & CmdFlags.NOLOCK) !== 0 ? effect : locks.with(hexOf(key), effect)
@@ -476,7 +510,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
     switch (cmd) {
       case Command.LOOKUP:
         return Effect.gen(function*() {
-          yield* ownGroup(request)
+          if (request.id.groupId !== group) return yield* fail(Errno.ENXIO)
           const info = yield* storage(store.stat(request.id.id))
           if (info.size === 0) return yield* fail(Errno.ENOENT)
           yield* reply(session, request, cmd, attr.flags, concat([selfAddrAttr, fileInfoOf(info)]), false)
@@ -484,8 +518,8 @@ export const make = Effect.fn("DnetNode.make")(function*(
       case Command.WRITE:
         return Effect.gen(function*() {
           if (io!.size !== attr.data.length) return yield* malformed
-          yield* ownGroup(request)
-          yield* checkWritable()
+          const refused = refusal(request, true)
+          if (refused !== 0) return yield* Effect.fail(new Failed(refused))
           if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return yield* fail(Errno.ENOTSUP)
           // The file-info reply is the final one (§3.1): NEED_ACK comes back only if the write fails.
           const wantedAck = needsAck(request.flags)
@@ -509,7 +543,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
         })
       case Command.READ:
         return Effect.gen(function*() {
-          yield* ownGroup(request)
+          if (request.id.groupId !== group) return yield* fail(Errno.ENXIO)
           if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return yield* fail(Errno.ENOTSUP)
           const bytes = yield* storage(store.read(io!.id, io!.offset, io!.size))
           if ((io!.flags & IoFlags.SKIP_SENDING) !== 0) return
@@ -517,8 +551,8 @@ export const make = Effect.fn("DnetNode.make")(function*(
         })
       case Command.DEL:
         return Effect.gen(function*() {
-          yield* ownGroup(request)
-          yield* checkWritable()
+          const refused = refusal(request, true)
+          if (refused !== 0) return yield* Effect.fail(new Failed(refused))
           if (request.id.type !== 0 && request.id.type !== -1) return yield* fail(Errno.ENOTSUP)
           const key = request.id.id
           const removed = yield* lockFor(request, key, storage(store.remove(key)))
@@ -575,7 +609,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
           if (attr.flags === 0) {
             if (session.subscriptions.size >= MAX_SUBSCRIPTIONS) return yield* fail(Errno.ENOMEM)
             // The subscription's transaction stays open: notifications carry MORE, no ACK ends it now.
-            const sub: Subscription = { key, request: { ...request }, session }
+            const sub: Subscription = { key, request: { ...request, out: [], outBytes: 0 }, session }
             session.subscriptions.add(sub)
             let set = subscriptions.get(key)
             if (set === undefined) subscriptions.set(key, set = new Set())
@@ -586,7 +620,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
           for (const sub of session.subscriptions) {
             if (sub.key !== key) continue
             unsubscribe(sub)
-            if (needsAck(sub.request.flags)) yield* write(session, ackOf(sub.request, 0))
+            if (needsAck(sub.request.flags)) yield* push(session, request, ackOf(sub.request, 0))
           }
         })
       case Command.STAT_COUNT:
@@ -651,9 +685,9 @@ export const make = Effect.fn("DnetNode.make")(function*(
       case Command.READ_RANGE:
       case Command.DEL_RANGE:
         return Effect.gen(function*() {
-          yield* ownGroup(request)
+          const refused = refusal(request, cmd === Command.DEL_RANGE)
+          if (refused !== 0) return yield* Effect.fail(new Failed(refused))
           if (io!.type !== 0) return yield* fail(Errno.ENOTSUP)
-          if (cmd === Command.DEL_RANGE) yield* checkWritable()
           const found = DnetRing.compareIds(io!.id, io!.parent) > 0 ? [] : yield* storage(store.list({
             start: io!.id,
             end: io!.parent,
@@ -720,7 +754,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
             if (Result.isFailure(decoded)) return yield* malformed
             wanted.push(decoded.success)
           }
-          yield* ownGroup(request)
+          if (request.id.groupId !== group) return yield* fail(Errno.ENXIO)
           let first: Failed | undefined
           let succeeded = 0
           for (const one of wanted) {
@@ -787,7 +821,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
   /** Runs every attribute of a request in turn, stopping at the first failure, then the final ACK (§3.1). */
   const handle = (session: Session, packet: DnetPacket.Packet): Effect.Effect<void> =>
     Effect.gen(function*() {
-      const request: Request = { id: packet.id, flags: packet.flags, trans: packet.trans }
+      const request: Request = { id: packet.id, flags: packet.flags, trans: packet.trans, out: [], outBytes: 0 }
       let status = 0
       let forced = false
       for (const attr of packet.attrs) {
@@ -799,12 +833,13 @@ export const make = Effect.fn("DnetNode.make")(function*(
           break
         }
       }
-      if (needsAck(request.flags) || forced) yield* write(session, ackOf(request, status))
+      if (needsAck(request.flags) || forced) yield* push(session, request, ackOf(request, status))
+      yield* flush(session, request)
     }).pipe(
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.andThen(
           Effect.logWarning(`dnet node ${address}: request failed unexpectedly`, Cause.pretty(cause)),
-          needsAck(packet.flags) ? write(session, ackOf(packet, -DnetError.EIO)) : Effect.void
+          needsAck(packet.flags) ? write(session, encodeParts(ackOf(packet, -DnetError.EIO))) : Effect.void
         )
       )
     )
@@ -817,23 +852,54 @@ export const make = Effect.fn("DnetNode.make")(function*(
     Effect.gen(function*() {
       const session: Session = { connection, authenticated: !needsAuth, joined: undefined, subscriptions: new Set() }
       sessions.add(session)
-      const count = Semaphore.makeUnsafe(maxInFlight)
-      const bytes = Semaphore.makeUnsafe(maxInFlightBytes)
+      // Requests being handled, and their bytes; the reader waits for room (which back-pressures the peer).
+      let inFlight = 0
+      let inFlightBytes = 0
+      let onDone: (() => void) | undefined
+      const until = (ready: () => boolean) =>
+        Effect.callback<void>((resume) => {
+          const check = () => {
+            if (!ready()) return
+            onDone = undefined
+            resume(Effect.void)
+          }
+          onDone = check
+          check()
+          return Effect.sync(() => {
+            if (onDone === check) onDone = undefined
+          })
+        })
+      const room = (cost: number) => () =>
+        inFlight === 0 || (inFlight < maxInFlight && inFlightBytes + cost <= maxInFlightBytes)
+      const finished = (cost: number) =>
+        Effect.sync(() => {
+          inFlight--
+          inFlightBytes -= cost
+          onDone?.()
+        })
       const reader = makeReader(maxPacketSize)
       const next = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
-      const dispatch = (item: Incoming) =>
-        Effect.gen(function*() {
-          if (item._tag === "Invalid") {
-            if ((item.trans & TRANS_REPLY) !== 0n) return // a malformed reply: nothing to answer
-            return yield* write(session, ackOf(item, -Errno.EINVAL))
-          }
-          const packet = item.packet
-          if (DnetPacket.isReply(packet)) return // replies to nothing this node asked: dropped
-          const cost = Math.min(item.size, maxInFlightBytes)
-          yield* count.take(1)
-          yield* bytes.take(cost)
-          runFork(Effect.ensuring(handle(session, packet), Effect.andThen(count.release(1), bytes.release(cost))))
-        })
+      const start = (packet: DnetPacket.Packet, cost: number) => {
+        inFlight++
+        inFlightBytes += cost
+        runFork(Effect.ensuring(handle(session, packet), finished(cost)))
+      }
+      /** Starts handling one item; returns what the reader must wait for first, if anything. */
+      const dispatch = (item: Incoming): Effect.Effect<void> | undefined => {
+        if (item._tag === "Invalid") {
+          if ((item.trans & TRANS_REPLY) !== 0n) return undefined // a malformed reply: nothing to answer
+          return write(session, encodeParts(ackOf(item, -Errno.EINVAL)))
+        }
+        const packet = item.packet
+        if (DnetPacket.isReply(packet)) return undefined // replies to nothing this node asked: dropped
+        const cost = item.size
+        const ready = room(cost)
+        if (ready()) {
+          start(packet, cost)
+          return undefined
+        }
+        return Effect.andThen(until(ready), Effect.sync(() => start(packet, cost)))
+      }
       const loop = Effect.gen(function*() {
         while (true) {
           const batch = yield* next
@@ -845,7 +911,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
               )
             }
             // The peer is done sending, not necessarily done reading: finish its requests before closing.
-            return yield* count.take(maxInFlight)
+            return yield* until(() => inFlight === 0)
           }
           for (const chunk of batch) {
             const parsed = reader.push(chunk)
@@ -854,7 +920,10 @@ export const make = Effect.fn("DnetNode.make")(function*(
                 `dnet node ${address}: ${connection.remoteAddress}: ${parsed.failure.message}`
               )
             }
-            for (const item of parsed.success) yield* dispatch(item)
+            for (const item of parsed.success) {
+              const wait = dispatch(item)
+              if (wait !== undefined) yield* wait
+            }
           }
           const rest = reader.push(EMPTY)
           if (Result.isFailure(rest)) {
@@ -890,7 +959,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
 
   const known = new Set<string>(options.join ?? [])
   const links = new Map<string, Link.Link>()
-  const requestOptions = { timeout: peerTimeout }
+  const requestOptions = { timeoutMillis: Duration.toMillis(Duration.fromInputUnsafe(peerTimeout)) }
   const header = (cmd: number, flags: number, data: Uint8Array, id: Id = { id: ids[0]!, groupId: group, type: 0 }) => ({
     id,
     flags,

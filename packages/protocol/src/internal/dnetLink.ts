@@ -7,7 +7,7 @@
 import { CmdFlags, TRANS_REPLY } from "@tessera/codec/DnetConstants"
 import * as DnetPacket from "@tessera/codec/DnetPacket"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Pull from "effect/Pull"
@@ -22,8 +22,8 @@ export type Outgoing = Omit<DnetPacket.Packet, "trans">
 
 /** How a request is sent and awaited. */
 export interface RequestOptions {
-  /** How long to wait for the final reply. */
-  readonly timeout: Duration.Input
+  /** How long to wait for the final reply, in milliseconds. */
+  readonly timeoutMillis: number
 }
 
 /** One connection to a node. */
@@ -44,10 +44,19 @@ export interface Link {
   readonly close: Effect.Effect<void>
 }
 
+/**
+ * A request waiting for its replies. The outcome is kept until the requester waits for it: a reply can beat the
+ * end of a long write. A timer rather than a fiber times it out (one per request is too many fibers).
+ */
 interface Pending {
-  readonly name: string
   readonly replies: Array<DnetPacket.Packet>
-  readonly done: Deferred.Deferred<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>
+  outcome: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError> | undefined
+  resume: ((exit: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>) => void) | undefined
+}
+
+const settle = (entry: Pending, exit: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>): void => {
+  if (entry.resume !== undefined) entry.resume(exit)
+  else entry.outcome ??= exit
 }
 
 /** Wraps a connection; the reader runs in the current scope. */
@@ -65,7 +74,7 @@ export const make = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       if (failure !== undefined) return Effect.void
       failure = error
-      for (const entry of pending.values()) Deferred.doneUnsafe(entry.done, Exit.fail(error))
+      for (const entry of pending.values()) settle(entry, Exit.fail(error))
       pending.clear()
       Deferred.doneUnsafe(ended, Exit.void)
       return connection.close
@@ -81,7 +90,7 @@ export const make = Effect.fnUntraced(function*(
     entry.replies.push(packet)
     if ((packet.flags & CmdFlags.MORE) === 0) {
       pending.delete(trans)
-      Deferred.doneUnsafe(entry.done, Exit.succeed(entry.replies))
+      settle(entry, Exit.succeed(entry.replies))
     }
   }
 
@@ -121,17 +130,30 @@ export const make = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       if (failure !== undefined) return Effect.fail(failure)
       const trans = nextTrans++
-      const name = DnetPacket.name({ ...packet, trans })
-      const entry: Pending = { name, replies: [], done: Deferred.makeUnsafe() }
+      const entry: Pending = { replies: [], outcome: undefined, resume: undefined }
+      // Registered before the packet leaves, so no reply can miss it.
       pending.set(trans, entry)
-      const millis = Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
-      return write({ ...packet, trans }).pipe(
-        Effect.andThen(Deferred.await(entry.done)),
-        Effect.timeoutOrElse({
-          duration: options.timeout,
-          orElse: () => Effect.fail(DnetError.make(new DnetError.Timeout({ node: address, command: name, millis })))
-        }),
-        Effect.ensuring(Effect.sync(() => pending.delete(trans)))
+      const wait = Effect.callback<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>((resume) => {
+        if (entry.outcome !== undefined) return resume(entry.outcome)
+        const timer = setTimeout(() => {
+          pending.delete(trans)
+          const command = DnetPacket.name({ ...packet, trans })
+          resume(Effect.fail(DnetError.make(
+            new DnetError.Timeout({ node: address, command, millis: options.timeoutMillis })
+          )))
+        }, options.timeoutMillis)
+        entry.resume = (exit) => {
+          clearTimeout(timer)
+          resume(exit)
+        }
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          pending.delete(trans)
+        })
+      })
+      return Effect.andThen(
+        Effect.onError(write({ ...packet, trans }), () => Effect.sync(() => pending.delete(trans))),
+        wait
       )
     })
 

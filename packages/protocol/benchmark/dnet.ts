@@ -1,0 +1,293 @@
+/**
+ * dnet benchmark (see README.md, "dnet benchmark"): 1 KiB put/get operations per second and 64 MiB object
+ * MB/s against one node in another process, on the memory and blob backends, with raw TCP request/response
+ * round trips of the same sizes as the baseline.
+ *
+ * This process is the client and does the timing; forked children serve: a raw `node:net` server (a request is
+ * a 9-byte header `op u8 | length u64le`, then `length` bytes for a put; the reply is 1 byte for a put and
+ * `length` bytes for a get), and one `DnetNode` per backend. Every operation waits for its reply before the next
+ * starts (one request in flight), on both sides. Each round runs every case; figures are medians over the
+ * rounds, ratios the medians of per-round ratios to the raw case of the same size and direction.
+ *
+ * `node benchmark/dnet.ts [--json]`; knobs `BENCH_ROUNDS` (3), `BENCH_SMALL_OPS` (5000), `BENCH_BIG_OPS` (3),
+ * `BENCH_BIG_BYTES` (64 MiB), `BENCH_CASES` (e.g. `raw,memory`: only those targets), `BENCH_EXEC_ARGV` (Node flags for
+ * the servers, e.g. `--cpu-prof`).
+ */
+import * as ObjectStoreSpec from "@tessera/storage/ObjectStoreSpec"
+import { Effect, Exit, Layer, Result, Scope } from "effect"
+import { fork } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as DnetClient from "../src/DnetClient.ts"
+import * as DnetNode from "../src/DnetNode.ts"
+import * as DnetRing from "../src/DnetRing.ts"
+import * as Transport from "../src/Transport.ts"
+
+const KiB = 1024
+const MiB = 1024 * 1024
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const SMALL_OPS = Number(process.env.BENCH_SMALL_OPS ?? 5000)
+const BIG_OPS = Number(process.env.BENCH_BIG_OPS ?? 3)
+const BIG = Number(process.env.BENCH_BIG_BYTES ?? 64 * MiB)
+const PUT = 1
+const GET = 2
+
+// -----------------------------------------------------------------------------------------------------------
+// servers (children)
+// -----------------------------------------------------------------------------------------------------------
+
+/** The raw baseline: header, payload, one reply per request; nothing stored. */
+const rawServer = () => {
+  const reply = Buffer.alloc(BIG)
+  const ack = Buffer.from([1])
+  const server = Net.createServer((socket) => {
+    socket.setNoDelay(true)
+    let header = Buffer.alloc(0)
+    let remaining = 0 // payload bytes of the current put still to come
+    socket.on("data", (chunk: Buffer) => {
+      let at = 0
+      while (at < chunk.length) {
+        if (remaining > 0) {
+          const n = Math.min(remaining, chunk.length - at)
+          remaining -= n
+          at += n
+          if (remaining === 0) socket.write(ack)
+          continue
+        }
+        const need = 9 - header.length
+        header = Buffer.concat([header, chunk.subarray(at, at + need)])
+        at += Math.min(need, chunk.length - at)
+        if (header.length < 9) break
+        const op = header[0]
+        const length = Number(header.readBigUInt64LE(1))
+        header = Buffer.alloc(0)
+        if (op === PUT) {
+          remaining = length
+          if (length === 0) socket.write(ack)
+        } else {
+          socket.write(reply.subarray(0, length))
+        }
+      }
+    })
+    socket.on("error", () => {})
+  })
+  server.listen(0, "127.0.0.1", () => {
+    process.send!({ address: `tcp://127.0.0.1:${(server.address() as Net.AddressInfo).port}` })
+  })
+  process.on("disconnect", () => process.exit(0))
+}
+
+const dnetServer = (backend: string) => {
+  const dir = backend === "blob" ? Fs.mkdtempSync(Path.join(Os.tmpdir(), "tessera-dnet-bench-")) : undefined
+  const spec: ObjectStoreSpec.ObjectStoreSpec = dir === undefined ? { _tag: "Memory" } : { _tag: "Blob", dir }
+  const cleanUp = () => {
+    if (dir !== undefined) Fs.rmSync(dir, { recursive: true, force: true })
+  }
+  process.on("disconnect", () => {
+    cleanUp()
+    process.exit(0)
+  })
+  const program = Effect.gen(function*() {
+    const store = yield* ObjectStoreSpec.open(spec)
+    const node = yield* DnetNode.make({ store, listen: "tcp://127.0.0.1:0" })
+    process.send!({ address: node.address })
+    return yield* Effect.never
+  })
+  Effect.runPromise(Effect.scoped(program).pipe(Effect.provide(Transport.Transport.layer))).catch((error) => {
+    console.error(error)
+    cleanUp()
+    process.exit(1)
+  })
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// client (this process)
+// -----------------------------------------------------------------------------------------------------------
+
+const start = (args: ReadonlyArray<string>) =>
+  new Promise<{ readonly address: string; readonly stop: () => void }>((resolve, reject) => {
+    const child = fork(new URL(import.meta.url), ["--server", ...args], {
+      stdio: "inherit",
+      execArgv: [...process.execArgv, ...(process.env.BENCH_EXEC_ARGV ?? "").split(" ").filter((a) => a !== "")]
+    })
+    child.once(
+      "message",
+      (message: { address: string }) => resolve({ address: message.address, stop: () => child.disconnect() })
+    )
+    child.once("exit", (code) => reject(new Error(`server ${args.join(" ")} exited with ${code}`)))
+  })
+
+/** A raw client: one request at a time, each resolved when its whole reply has arrived. */
+const rawClient = (address: string) =>
+  new Promise<
+    { readonly call: (op: number, payload: Uint8Array, length: number) => Promise<void>; readonly close: () => void }
+  >(
+    (resolve, reject) => {
+      const { host, port } = /^tcp:\/\/(?<host>[^:]+):(?<port>\d+)$/.exec(address)!.groups!
+      const socket = Net.connect({ host: host!, port: Number(port) })
+      socket.setNoDelay(true)
+      let waiting = 0
+      let done: (() => void) | undefined
+      socket.on("data", (chunk: Buffer) => {
+        waiting -= chunk.length
+        if (waiting <= 0 && done !== undefined) {
+          const resume = done
+          done = undefined
+          resume()
+        }
+      })
+      socket.on("error", reject)
+      socket.on("connect", () =>
+        resolve({
+          call: (op, payload, length) =>
+            new Promise<void>((resume) => {
+              const header = Buffer.alloc(9)
+              header[0] = op
+              header.writeBigUInt64LE(BigInt(length), 1)
+              waiting = op === PUT ? 1 : length
+              done = resume
+              socket.cork()
+              socket.write(header)
+              if (payload.length > 0) socket.write(payload)
+              socket.uncork()
+            }),
+          close: () => socket.destroy()
+        }))
+    }
+  )
+
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = values.toSorted((x, y) => x - y)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+const pseudoRandom = (length: number): Uint8Array => {
+  const out = new Uint8Array(length)
+  let x = 0x9e3779b9
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+interface Case {
+  readonly target: "raw" | "memory" | "blob"
+  readonly op: "put" | "get"
+  readonly size: number
+  readonly ops: number
+}
+
+const main = async () => {
+  const json = process.argv.includes("--json")
+  const [raw, memory, blob] = await Promise.all([start(["raw"]), start(["dnet", "memory"]), start(["dnet", "blob"])])
+  const small = pseudoRandom(KiB)
+  const big = pseudoRandom(BIG)
+  const rawConnection = await rawClient(raw.address)
+  const scope = Scope.makeUnsafe()
+  const run = <A, E>(effect: Effect.Effect<A, E, Transport.Transport | Scope.Scope>) =>
+    Effect.runPromise(effect.pipe(Scope.provide(scope), Effect.provide(Layer.orDie(Transport.Transport.layer))))
+  const clients = {
+    memory: await run(DnetClient.make({ nodes: [memory.address], timeout: "120 seconds" })),
+    blob: await run(DnetClient.make({ nodes: [blob.address], timeout: "120 seconds" }))
+  }
+  const smallKey = DnetRing.idOf("bench-1KiB")
+  const bigKey = DnetRing.idOf("bench-64MiB")
+
+  const once = async (c: Case): Promise<number> => {
+    const data = c.size === KiB ? small : big
+    if (c.target === "raw") {
+      const started = performance.now()
+      for (let i = 0; i < c.ops; i++) {
+        await rawConnection.call(c.op === "put" ? PUT : GET, c.op === "put" ? data : new Uint8Array(0), c.size)
+      }
+      return (performance.now() - started) / 1000
+    }
+    const client = clients[c.target]
+    const key = c.size === KiB ? smallKey : bigKey
+    const body = c.op === "put"
+      ? Effect.gen(function*() {
+        for (let i = 0; i < c.ops; i++) {
+          const outcomes = yield* client.write(key, data)
+          if (!Result.isSuccess(outcomes[0]!.result)) return yield* Effect.die(outcomes[0]!.result)
+        }
+      })
+      : Effect.gen(function*() {
+        for (let i = 0; i < c.ops; i++) {
+          const read = yield* client.read(key)
+          if (read.data.length !== c.size) return yield* Effect.die(new Error("short read"))
+        }
+      })
+    const started = performance.now()
+    await run(body)
+    return (performance.now() - started) / 1000
+  }
+
+  const wanted = (process.env.BENCH_CASES ?? "raw,memory,blob").split(",")
+  // The raw case is the baseline of every ratio: always run.
+  const targets = (["raw", "memory", "blob"] as const).filter((t) => t === "raw" || wanted.includes(t))
+  const cases: Array<Case> = []
+  for (const size of [KiB, BIG]) {
+    for (const op of ["put", "get"] as const) {
+      for (const target of targets) {
+        cases.push({ target, op, size, ops: size === KiB ? SMALL_OPS : BIG_OPS })
+      }
+    }
+  }
+  const seconds = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
+  const ratios = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
+  // Warm up (and make the objects the gets read).
+  for (const c of cases) await once({ ...c, ops: c.op === "put" ? 1 : Math.min(c.ops, 100) })
+  for (let round = 0; round < ROUNDS; round++) {
+    const base = new Map<string, number>()
+    for (const c of cases) {
+      const s = await once(c)
+      seconds.get(c)!.push(s)
+      if (c.target === "raw") base.set(`${c.op}${c.size}`, s)
+      else ratios.get(c)!.push(base.get(`${c.op}${c.size}`)! / s)
+    }
+  }
+
+  const rows = cases.map((c) => {
+    const s = median(seconds.get(c)!)
+    const rate = c.size === KiB ? c.ops / s : (c.ops * c.size) / s / 1e6
+    return {
+      case: `${c.size === KiB ? "1 KiB" : `${c.size / MiB} MiB`} ${c.op}, ${
+        c.target === "raw" ? "raw TCP" : `dnet ${c.target}`
+      }`,
+      unit: c.size === KiB ? "ops/s" : "MB/s",
+      rate: Math.round(rate),
+      ratio: c.target === "raw" ? 1 : Number(median(ratios.get(c)!).toFixed(2)),
+      target: c.target === "raw" ? undefined : c.size === KiB ? 0.5 : 0.8,
+      rounds: seconds.get(c)!.map((x) => Number((c.size === KiB ? c.ops / x : (c.ops * c.size) / x / 1e6).toFixed(0)))
+    }
+  })
+  if (json) console.log(JSON.stringify({ rounds: ROUNDS, smallOps: SMALL_OPS, bigOps: BIG_OPS, bigBytes: BIG, rows }))
+  else {
+    console.log(`dnet benchmark: ${ROUNDS} rounds, ${SMALL_OPS} x 1 KiB and ${BIG_OPS} x ${BIG / MiB} MiB per case`)
+    console.log("| Case | rate | ratio to raw | target | per round |")
+    console.log("| --- | ---: | ---: | ---: | --- |")
+    for (const row of rows) {
+      console.log(
+        `| ${row.case} | ${row.rate} ${row.unit} | ${row.ratio} | ${row.target ?? ""} | ${row.rounds.join(" ")} |`
+      )
+    }
+  }
+  rawConnection.close()
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+  raw.stop()
+  memory.stop()
+  blob.stop()
+}
+
+if (process.argv[2] === "--server") {
+  if (process.argv[3] === "raw") rawServer()
+  else dnetServer(process.argv[4]!)
+} else {
+  await main()
+}
