@@ -31,6 +31,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
@@ -250,6 +251,28 @@ export const connect = Effect.fn("NbdClient.connect")(function*(
     }).pipe(Effect.catch(shutdown))
   )
 
+  // Requests made in one turn of the event loop leave in one gather write at its end (a write per request
+  // costs a system call each). The arrays are kept by reference until then.
+  const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+  let outgoing: Array<Uint8Array> = []
+  let flushQueued = false
+  const flushOutgoing = () => {
+    flushQueued = false
+    const chunks = outgoing
+    outgoing = []
+    if (chunks.length > 0 && ended === undefined) {
+      runFork(Effect.catch(send(chunks), shutdown))
+    }
+  }
+  const enqueue = (header: Uint8Array, data: Uint8Array) => {
+    outgoing.push(header)
+    if (data.length > 0) outgoing.push(data)
+    if (!flushQueued) {
+      flushQueued = true
+      setImmediate(flushOutgoing)
+    }
+  }
+
   /** Sends one request and waits for its reply. */
   const request = (
     type: number,
@@ -271,11 +294,8 @@ export const connect = Effect.fn("NbdClient.connect")(function*(
         error: undefined
       }
       pending.set(cookie, entry)
-      const header = NbdTransmission.encodeRequestHeader({ flags: 0, type, cookie, offset, length })
-      return Effect.andThen(
-        send(data.length === 0 ? [header] : [header, data]),
-        Deferred.await(entry.done)
-      ).pipe(
+      enqueue(NbdTransmission.encodeRequestHeader({ flags: 0, type, cookie, offset, length }), data)
+      return Deferred.await(entry.done).pipe(
         Effect.timeoutOrElse({
           duration: requestTimeout,
           orElse: () => {
