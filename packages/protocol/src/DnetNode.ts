@@ -158,6 +158,8 @@ const MAX_JOIN_IDS = 4096
 const LIST_IDS_PER_REPLY = 16384
 /** NOTIFY subscriptions one connection may hold. */
 const MAX_SUBSCRIPTIONS = 1024
+/** Received bytes a connection holds before it stops reading: a quarter of a full-size WRITE. */
+const READ_BUFFER = 16 * 1024 * 1024
 const EMPTY = new Uint8Array(0)
 const ZERO_ID = new Uint8Array(ID_SIZE)
 const ZERO_CSUM = new Uint8Array(64)
@@ -326,7 +328,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
   const scope = yield* Scope.Scope
 
   const listener = yield* Effect.mapError(
-    transport.listen(options.listen),
+    transport.listen(options.listen, { readBuffer: READ_BUFFER }),
     (error) => DnetError.make(new DnetError.Unreachable({ node: String(options.listen), detail: error.message }))
   )
   const address = Address.format(listener.address)
