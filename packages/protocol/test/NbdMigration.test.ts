@@ -25,8 +25,12 @@ const live = <A, E>(effect: Effect.Effect<A, E, Transport.Transport | Scope.Scop
 /** Migrates `devices` over TCP into what `destinationDevice` makes; returns the destination devices. */
 const migrate = Effect.fnUntraced(function*(
   devices: ReadonlyArray<BlockDevice>,
-  destinationDevice: (index: number, size: number) => Effect.Effect<BlockDevice, never, Scope.Scope>
+  destinationDevice: (
+    index: number,
+    size: number
+  ) => Effect.Effect<BlockDevice, never, Scope.Scope | Transport.Transport>
 ) {
+  const transport = yield* Transport.Transport
   const source = yield* MigrationSource.make(
     devices.map((device, i) => ({ name: `disk${i}`, device, blockSize: 64 * KiB })),
     { concurrency: 16 }
@@ -35,7 +39,10 @@ const migrate = Effect.fnUntraced(function*(
   const made: Array<BlockDevice> = []
   const destination = yield* MigrationDestination.make({
     device: ({ index, info }) =>
-      Effect.tap(destinationDevice(index, info.size), (device) => Effect.sync(() => made.push(device)))
+      destinationDevice(index, info.size).pipe(
+        Effect.tap((device) => Effect.sync(() => made.push(device))),
+        Effect.provideService(Transport.Transport, transport)
+      )
   })
   const served = yield* Effect.forkChild(
     source.serve(Effect.flatMap(listener.accept, (stream) => PacketConnection.make([stream])))
