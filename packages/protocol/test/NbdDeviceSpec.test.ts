@@ -9,14 +9,14 @@ import * as Transport from "../src/Transport.ts"
 
 const ok = (input: string) => {
   const parsed = NbdDeviceSpec.parse(input)
-  assert.isTrue(Result.isSuccess(parsed), input)
-  return (parsed as Result.Success<NbdDeviceSpec.Spec, never>).success
+  if (Result.isFailure(parsed)) return assert.fail(`${input}: ${parsed.failure.message}`)
+  return parsed.success
 }
 
 const bad = (input: string) => {
   const parsed = NbdDeviceSpec.parse(input)
-  assert.isTrue(Result.isFailure(parsed), input)
-  return (parsed as Result.Failure<never, { readonly message: string }>).failure.message
+  if (Result.isSuccess(parsed)) return assert.fail(`${input} parsed`)
+  return parsed.failure.message
 }
 
 describe("NbdDeviceSpec", () => {
