@@ -114,8 +114,8 @@ const serve = Command.make(
       Flag.withDefault("1MiB")
     ),
     concurrency: Flag.Int("concurrency").pipe(
-      Flag.withDescription("Blocks in flight over all devices"),
-      Flag.withDefault(100)
+      Flag.withDescription("Blocks in flight over all devices (default: 100, or fewer to keep 32 MiB in flight)"),
+      Flag.optional
     ),
     compress: Flag.Literals("compress", ["none", "rle", "zeroes", "gzip"]).pipe(
       Flag.withDescription("Compression of the block data"),
@@ -130,7 +130,10 @@ const serve = Command.make(
     const specs = yield* Effect.forEach(flags.device, (spec) => parsed(NbdDeviceSpec.parse(spec)))
     const blockSize = yield* parsed(DeviceSpec.parseSize(flags.blockSize))
     if (blockSize === 0) return yield* new BadInput({ message: "--block-size must be at least 1 byte" })
-    if (flags.concurrency < 1) return yield* new BadInput({ message: "--concurrency must be at least 1" })
+    const concurrency = Option.getOrUndefined(flags.concurrency)
+    if (concurrency !== undefined && concurrency < 1) {
+      return yield* new BadInput({ message: "--concurrency must be at least 1" })
+    }
     if (!(flags.resumeTimeout >= 0)) return yield* new BadInput({ message: "--resume-timeout must be >= 0" })
     const size = Option.isSome(flags.size) ? yield* parsed(DeviceSpec.parseSize(flags.size.value)) : undefined
     const address = yield* parsed(Address.parse(flags.listen))
@@ -153,7 +156,7 @@ const serve = Command.make(
     const source = yield* Effect.mapError(
       MigrationSource.make(devices, {
         compression: compressionNames[flags.compress],
-        concurrency: flags.concurrency,
+        concurrency,
         progressInterval: json ? Duration.millis(250) : Duration.seconds(1),
         onProgress: ({ device, migration, phase }) =>
           Effect.gen(function*() {
