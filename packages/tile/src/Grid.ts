@@ -163,6 +163,8 @@ export class GridSim {
 
   /** True when every tile has `slotstamp` complete. */
   allComplete(slotstamp: number): boolean {
+    // Cheap test first: runWhile calls this after every timer.
+    if ((this.completed.get(slotstamp)?.size ?? 0) < this.tiles.length) return false
     return this.tiles.every((t) => t.running && t.cdm.isComplete(slotstamp))
   }
 

@@ -108,6 +108,7 @@ export interface Options {
 }
 
 const QUEUE_BYTES = 1 << 14
+const PRIORITIES: ReadonlyArray<Priority> = ["kernel", "mfm", "bulk"]
 
 interface Queue {
   readonly items: Array<Uint8Array>
@@ -257,7 +258,7 @@ export class Neighbor {
   private pump(): void {
     const link = this.link
     if (link === undefined) return
-    for (const priority of ["kernel", "mfm", "bulk"] as const) {
+    for (const priority of PRIORITIES) {
       const q = this.queues[priority]
       while (q.head < q.items.length) {
         const next = q.items[q.head]!

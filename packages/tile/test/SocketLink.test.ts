@@ -2,6 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { T2Direction } from "@tessera/codec"
 import { Transport } from "@tessera/protocol"
 import { Deferred, Duration, Effect, Exit, Result, Scope } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as CdmKeys from "../src/CdmKeys.ts"
 import type * as Link from "../src/Link.ts"
 import * as SocketLink from "../src/SocketLink.ts"
@@ -40,6 +42,24 @@ describe("SocketLink", () => {
       assert.strictEqual(a.send(new Uint8Array(0)), "invalid")
     }).pipe(Effect.provide(Transport.Transport.layer)))
 
+  it.live("works the same over a Unix socket", () =>
+    Effect.gen(function*() {
+      const socket = `unix:${tempDir("unix")}/link.sock`
+      const listener = yield* Transport.listen(socket)
+      const accepted = yield* Deferred.make<Link.Link>()
+      yield* Effect.forkScoped(Effect.gen(function*() {
+        const side = yield* SocketLink.accept(yield* listener.accept)
+        yield* Deferred.succeed(accepted, side.link)
+        yield* Effect.never
+      }))
+      const a = yield* SocketLink.dial(socket, T2Direction.SE)
+      a.send(new Uint8Array([0x83, 0x83, 0x46]))
+      const b = yield* Deferred.await(accepted).pipe(Effect.timeout(Duration.seconds(10)))
+      const seen = collect(b)
+      yield* until(() => seen.got.length === 1)
+      assert.deepStrictEqual(seen.got, [[0x83, 0x83, 0x46]])
+    }).pipe(Effect.provide(Transport.Transport.layer)))
+
   it.live("a framing error or a broken stream takes the link down", () =>
     Effect.gen(function*() {
       const listener = yield* Transport.listen("tcp://127.0.0.1:0")
@@ -69,6 +89,34 @@ const until = (f: () => boolean) =>
   }).pipe(Effect.timeout(Duration.seconds(20)))
 
 describe("TileDaemon", () => {
+  it.live("install hooks run once per release, guarded by the slot's install tag across restarts", () =>
+    Effect.gen(function*() {
+      const signer = keyOf("t2-keymaster-release-10")
+      const keyring = CdmKeys.keyring([[0, signer]])
+      const r = release(signer, { slot: 0x90, time: 1_700_000_000, size: 10_000 })
+      const directory = tempDir("daemon-hooks")
+      const runs: Array<string> = []
+      const hooks = [
+        { slot: 0x90, run: (c: { path: string }) => Effect.sync(() => runs.push(c.path)) },
+        { slot: 0x91, run: () => Effect.sync(() => runs.push("wrong slot")) }
+      ]
+      const first = yield* Scope.make()
+      const a = yield* TileDaemon.start({ directory, keyring, hooks }).pipe(Scope.provide(first))
+      assert.isTrue(Result.isSuccess(a.cdm.publish(r.bytes)))
+      yield* until(() => runs.length === 1)
+      yield* until(() => Fs.existsSync(Path.join(directory, "tags", "slot90-install-tag.dat")))
+      assert.strictEqual(
+        Fs.readFileSync(Path.join(directory, "tags", "slot90-install-tag.dat"), "utf8"),
+        "56776a\n",
+        "the tag holds the release's stamp (1700000000 / 300 = 0x56776a)"
+      )
+      yield* Scope.close(first, Exit.void)
+      // Restarted: the complete file is found again, its tag says it is installed, the hook is not rerun.
+      yield* TileDaemon.start({ directory, keyring, hooks })
+      yield* Effect.sleep(Duration.millis(300))
+      assert.deepStrictEqual(runs, [Path.join(directory, "common", r.fileName)])
+    }).pipe(Effect.provide(Transport.Transport.layer)))
+
   it.live(
     "two daemons over TCP: a release spreads, the link comes back after the dialler's stream breaks",
     () =>
