@@ -32,11 +32,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
+import * as Pull from "effect/Pull"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Address from "./Address.ts"
 import { NbdReader } from "./internal/nbdReader.ts"
+import { type Reply, ReplyReader } from "./internal/nbdReplies.ts"
 import * as NbdError from "./NbdError.ts"
 import type * as NbdExport from "./NbdExport.ts"
 import * as Transport from "./Transport.ts"
@@ -184,12 +186,11 @@ export const connect = Effect.fn("NbdClient.connect")(function*(
     })
   )
 
-  /** Applies one reply message to its request. */
-  const deliver = (message: NbdStream.ServerMessage): NbdError.NbdError | undefined => {
-    if (!("cookie" in message)) return violation(`unexpected ${message._tag} during transmission`)
-    const cookie = message.cookie
+  /** Applies one reply event to its request; a string is a protocol violation. */
+  const deliver = (reply: Reply): string | undefined => {
+    const cookie = reply._tag === "Chunk" ? reply.chunk.cookie : reply.cookie
     const request = pending.get(cookie)
-    if (request === undefined) return violation(`a reply for cookie ${cookie}, which is not in flight`)
+    if (request === undefined) return `a reply for cookie ${cookie}, which is not in flight`
     const finish = (error: NbdError.NbdError | undefined) => {
       pending.delete(cookie)
       Deferred.doneUnsafe(request.done, error === undefined ? Exit.void : Exit.fail(error))
@@ -205,48 +206,60 @@ export const connect = Effect.fn("NbdClient.connect")(function*(
           detail
         })
       )
-    switch (message._tag) {
-      case "SimpleReply":
-        if (message.error !== 0) return finish(failed(message.error, ""))
-        if (request.type === C.READ) request.target.set(message.data)
-        return finish(undefined)
+    if (reply._tag === "Simple") return finish(reply.error === 0 ? undefined : failed(reply.error, ""))
+    if (reply._tag === "Data") return NbdTransmission.isDone(reply) ? finish(request.error) : undefined
+    const chunk = reply.chunk
+    switch (chunk._tag) {
       case "OffsetData":
       case "OffsetHole": {
-        if (request.type !== C.READ) return violation(`${message._tag} chunk in reply to a non-READ`)
-        const length = message._tag === "OffsetData" ? message.data.length : message.length
-        const at = message.offset - request.offset
+        if (request.type !== C.READ) return `${chunk._tag} chunk in reply to a non-READ`
+        const length = chunk._tag === "OffsetData" ? chunk.data.length : chunk.length
+        const at = chunk.offset - request.offset
         if (at < 0 || at + length > request.length) {
-          return violation(`${message._tag} chunk at ${message.offset} (${length} bytes) lies outside its READ`)
+          return `${chunk._tag} chunk at ${chunk.offset} (${length} bytes) lies outside its READ`
         }
-        if (message._tag === "OffsetData") request.target.set(message.data, at)
+        if (chunk._tag === "OffsetData") request.target.set(chunk.data, at)
         else request.target.fill(0, at, at + length)
         break
       }
       case "BlockStatus":
-        if (request.type !== C.BLOCK_STATUS) return violation("BLOCK_STATUS chunk in reply to another command")
-        if (message.contextId === baseAllocation) request.extents.push(...message.extents)
+        if (request.type !== C.BLOCK_STATUS) return "BLOCK_STATUS chunk in reply to another command"
+        if (chunk.contextId === baseAllocation) request.extents.push(...chunk.extents)
         break
       case "Error":
       case "ErrorOffset":
       case "UnknownErrorChunk":
-        request.error ??= failed(message.error, message.message)
+        request.error ??= failed(chunk.error, chunk.message)
         break
       case "None":
         break
       case "UnknownChunk":
-        return violation(`unknown structured reply chunk type ${message.type}`)
+        return `unknown structured reply chunk type ${chunk.type}`
     }
-    return NbdTransmission.isDone(message) ? finish(request.error) : undefined
+    return NbdTransmission.isDone(chunk) ? finish(request.error) : undefined
   }
 
+  // Transmission replies are read without the negotiation parser, so READ data goes straight into its buffer.
+  if (parser.buffered() !== 0 || reader.queued !== 0) {
+    return yield* violation("the server sent bytes before any request")
+  }
+  const replies = new ReplyReader((cookie) => pending.get(cookie), NbdTransmission.DEFAULT_MAX_DATA_LENGTH)
+  const pull = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
   yield* Effect.forkScoped(
     Effect.suspend(function loop(): Effect.Effect<void, NbdError.NbdError> {
-      return Effect.flatMap(reader.next, (message) => {
-        if (message === undefined) {
-          return Effect.fail(NbdError.make(new NbdError.Disconnected({ detail: `${name}: the server closed` })))
+      return Effect.flatMap(Effect.mapError(pull, transportFailed), (batch) => {
+        if (batch === undefined) {
+          return Effect.fail(NbdError.make(
+            new NbdError.Disconnected({
+              detail: `${name}: the server closed${replies.atBoundary ? "" : " in the middle of a reply"}`
+            })
+          ))
         }
-        const error = deliver(message)
-        return error === undefined ? loop() : Effect.fail(error)
+        for (const chunk of batch) {
+          const problem = replies.push(chunk, deliver)
+          if (problem !== undefined) return Effect.fail(violation(problem))
+        }
+        return loop()
       })
     }).pipe(Effect.catch(shutdown))
   )

@@ -1,10 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as NbdConstants from "@tessera/codec/NbdConstants"
+import * as NbdTransmission from "@tessera/codec/NbdTransmission"
 import * as Device from "@tessera/storage/Device"
 import * as Memory from "@tessera/storage/Memory"
 import { Effect, Exit, Scope } from "effect"
+import * as fc from "fast-check"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Address from "../src/Address.ts"
+import { type InFlight, type Reply, ReplyReader } from "../src/internal/nbdReplies.ts"
 import * as NbdClient from "../src/NbdClient.ts"
 import * as NbdExport from "../src/NbdExport.ts"
 import * as NbdServer from "../src/NbdServer.ts"
@@ -25,6 +29,8 @@ const read = Effect.fnUntraced(
     return out
   }
 )
+
+const ignore = () => undefined
 
 describe("NbdClient", () => {
   it.live("reads and writes nbdkit memory with many requests in flight, flushes, and sees its holes", () =>
@@ -105,4 +111,89 @@ describe("NbdClient", () => {
       assert.strictEqual(failed.reason._tag, "IoFailure")
       assert.include(failed.message, "nbd+unix")
     })))
+
+  it("reads replies cut at any boundary, copying READ data straight into each request's buffer", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            length: fc.integer({ min: 1, max: 3000 }),
+            pieces: fc.integer({ min: 1, max: 3 }),
+            structured: fc.boolean()
+          }),
+          {
+            minLength: 1,
+            maxLength: 8
+          }
+        ),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        (requests, cuts) => {
+          const inFlight = new Map<bigint, InFlight>()
+          const expected = new Map<bigint, Uint8Array>()
+          const wire: Array<Uint8Array> = []
+          requests.forEach(({ length, pieces, structured }, i) => {
+            const cookie = BigInt(i + 1)
+            const offset = 1000 * i
+            const data = pseudoRandom(length, i + 1)
+            expected.set(cookie, data)
+            inFlight.set(cookie, { type: NbdConstants.Command.READ, offset, length, target: new Uint8Array(length) })
+            if (!structured) {
+              wire.push(NbdTransmission.encodeSimpleReply({ error: 0, cookie, data }))
+              return
+            }
+            // The data in up to `pieces` OFFSET_DATA chunks, out of order, then NONE with DONE.
+            const size = Math.ceil(length / pieces)
+            const parts: Array<Uint8Array> = []
+            for (let at = 0; at < length; at += size) {
+              parts.push(NbdTransmission.encodeChunk({
+                _tag: "OffsetData",
+                flags: 0,
+                cookie,
+                offset: offset + at,
+                data: data.subarray(at, Math.min(length, at + size))
+              }))
+            }
+            wire.push(...parts.toReversed())
+            wire.push(NbdTransmission.encodeChunk({ _tag: "None", flags: NbdConstants.ReplyFlags.DONE, cookie }))
+          })
+          const stream = new Uint8Array(Buffer.concat(wire))
+          const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].toSorted((a, b) => a - b)
+          const reader = new ReplyReader((cookie) => inFlight.get(cookie), 1 << 20)
+          const done: Array<bigint> = []
+          const emit = (reply: Reply) => {
+            if (reply._tag === "Simple" || (reply._tag === "Chunk" && NbdTransmission.isDone(reply.chunk))) {
+              done.push(reply._tag === "Simple" ? reply.cookie : reply.chunk.cookie)
+            }
+            return undefined
+          }
+          let last = 0
+          for (const point of [...points, stream.length]) {
+            assert.isUndefined(reader.push(stream.subarray(last, point), emit))
+            last = point
+          }
+          assert.isTrue(reader.atBoundary)
+          assert.strictEqual(done.length, requests.length)
+          for (const [cookie, data] of expected) assert.deepStrictEqual(inFlight.get(cookie)!.target, data)
+        }
+      ),
+      { numRuns: 200 }
+    )
+  })
+
+  it("refuses a reply for a cookie not in flight, data outside its READ, and a bad magic", () => {
+    const target = new Uint8Array(10)
+    const lookup = (cookie: bigint): InFlight | undefined =>
+      cookie === 1n ? { type: 0, offset: 100, length: 10, target } : undefined
+    const unknown = NbdTransmission.encodeSimpleReply({ error: 0, cookie: 2n, data: new Uint8Array(0) })
+    assert.include(new ReplyReader(lookup, 1 << 20).push(unknown, ignore), "not in flight")
+    const outside = NbdTransmission.encodeChunk({
+      _tag: "OffsetData",
+      flags: 0,
+      cookie: 1n,
+      offset: 105,
+      data: new Uint8Array(6)
+    })
+    assert.include(new ReplyReader(lookup, 1 << 20).push(outside, ignore), "outside its READ")
+    assert.include(new ReplyReader(lookup, 1 << 20).push(new Uint8Array(20).fill(7), ignore), "bad magic")
+  })
 })
