@@ -38,8 +38,18 @@ const GET = 2
 // servers (children)
 // -----------------------------------------------------------------------------------------------------------
 
+/** Children report their CPU time (user + system, µs) when asked, so each case can say what the server used. */
+const answerCpu = () =>
+  process.on("message", (message: unknown) => {
+    if (message === "cpu") {
+      const { system, user } = process.cpuUsage()
+      process.send!({ cpu: user + system })
+    }
+  })
+
 /** The raw baseline: header, payload, one reply per request; nothing stored. */
 const rawServer = () => {
+  answerCpu()
   const reply = Buffer.alloc(BIG)
   const ack = Buffer.from([1])
   const server = Net.createServer((socket) => {
@@ -80,6 +90,7 @@ const rawServer = () => {
 }
 
 const dnetServer = (backend: string) => {
+  answerCpu()
   const dir = backend === "blob" ? Fs.mkdtempSync(Path.join(Os.tmpdir(), "tessera-dnet-bench-")) : undefined
   const spec: ObjectStoreSpec.ObjectStoreSpec = dir === undefined ? { _tag: "Memory" } : { _tag: "Blob", dir }
   const cleanUp = () => {
@@ -106,16 +117,35 @@ const dnetServer = (backend: string) => {
 // client (this process)
 // -----------------------------------------------------------------------------------------------------------
 
+interface Server {
+  readonly address: string
+  /** The child's CPU time so far, µs. */
+  readonly cpu: () => Promise<number>
+  readonly stop: () => void
+}
+
 const start = (args: ReadonlyArray<string>) =>
-  new Promise<{ readonly address: string; readonly stop: () => void }>((resolve, reject) => {
+  new Promise<Server>((resolve, reject) => {
     const child = fork(new URL(import.meta.url), ["--server", ...args], {
       stdio: "inherit",
       execArgv: [...process.execArgv, ...(process.env.BENCH_EXEC_ARGV ?? "").split(" ").filter((a) => a !== "")]
     })
-    child.once(
-      "message",
-      (message: { address: string }) => resolve({ address: message.address, stop: () => child.disconnect() })
-    )
+    child.once("message", (message: { address: string }) =>
+      resolve({
+        address: message.address,
+        cpu: () =>
+          new Promise<number>((answer) => {
+            const listener = (reply: unknown) => {
+              if (typeof reply === "object" && reply !== null && "cpu" in reply) {
+                child.off("message", listener)
+                answer(Number(reply.cpu))
+              }
+            }
+            child.on("message", listener)
+            child.send("cpu")
+          }),
+        stop: () => child.disconnect()
+      }))
     child.once("exit", (code) => reject(new Error(`server ${args.join(" ")} exited with ${code}`)))
   })
 
@@ -199,14 +229,27 @@ const main = async () => {
   const smallKey = DnetRing.idOf("bench-1KiB")
   const bigKey = DnetRing.idOf("bench-64MiB")
 
-  const once = async (c: Case): Promise<number> => {
+  const servers = { raw, memory, blob }
+  /** Runs a case: its seconds, and the CPU µs per operation of this process (client) and of the server. */
+  const once = async (c: Case): Promise<{ seconds: number; clientCpu: number; serverCpu: number }> => {
+    const server = servers[c.target]
+    const serverBefore = await server.cpu()
+    const clientBefore = process.cpuUsage()
+    const started = performance.now()
+    await operations(c)
+    const seconds = (performance.now() - started) / 1000
+    const client = process.cpuUsage(clientBefore)
+    const serverCpu = (await server.cpu()) - serverBefore
+    return { seconds, clientCpu: (client.user + client.system) / c.ops, serverCpu: serverCpu / c.ops }
+  }
+
+  const operations = async (c: Case): Promise<void> => {
     const data = c.size === KiB ? small : big
     if (c.target === "raw") {
-      const started = performance.now()
       for (let i = 0; i < c.ops; i++) {
         await rawConnection.call(c.op === "put" ? PUT : GET, c.op === "put" ? data : new Uint8Array(0), c.size)
       }
-      return (performance.now() - started) / 1000
+      return
     }
     const client = clients[c.target]
     const key = c.size === KiB ? smallKey : bigKey
@@ -223,9 +266,7 @@ const main = async () => {
           if (read.data.length !== c.size) return yield* Effect.die(new Error("short read"))
         }
       })
-    const started = performance.now()
     await run(body)
-    return (performance.now() - started) / 1000
   }
 
   const wanted = (process.env.BENCH_CASES ?? "raw,memory,blob").split(",")
@@ -240,14 +281,19 @@ const main = async () => {
     }
   }
   const seconds = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
+  const cpu = new Map<Case, { client: Array<number>; server: Array<number> }>(
+    cases.map((c) => [c, { client: [], server: [] }])
+  )
   const ratios = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
   // Warm up (and make the objects the gets read).
   for (const c of cases) await once({ ...c, ops: c.op === "put" ? 1 : Math.min(c.ops, 100) })
   for (let round = 0; round < ROUNDS; round++) {
     const base = new Map<string, number>()
     for (const c of cases) {
-      const s = await once(c)
+      const { clientCpu, seconds: s, serverCpu } = await once(c)
       seconds.get(c)!.push(s)
+      cpu.get(c)!.client.push(clientCpu)
+      cpu.get(c)!.server.push(serverCpu)
       if (c.target === "raw") base.set(`${c.op}${c.size}`, s)
       else ratios.get(c)!.push(base.get(`${c.op}${c.size}`)! / s)
     }
@@ -264,17 +310,21 @@ const main = async () => {
       rate: Math.round(rate),
       ratio: c.target === "raw" ? 1 : Number(median(ratios.get(c)!).toFixed(2)),
       target: c.target === "raw" ? undefined : c.size === KiB ? 0.5 : 0.8,
+      clientCpuMicrosPerOp: Math.round(median(cpu.get(c)!.client)),
+      serverCpuMicrosPerOp: Math.round(median(cpu.get(c)!.server)),
       rounds: seconds.get(c)!.map((x) => Number((c.size === KiB ? c.ops / x : (c.ops * c.size) / x / 1e6).toFixed(0)))
     }
   })
   if (json) console.log(JSON.stringify({ rounds: ROUNDS, smallOps: SMALL_OPS, bigOps: BIG_OPS, bigBytes: BIG, rows }))
   else {
     console.log(`dnet benchmark: ${ROUNDS} rounds, ${SMALL_OPS} x 1 KiB and ${BIG_OPS} x ${BIG / MiB} MiB per case`)
-    console.log("| Case | rate | ratio to raw | target | per round |")
-    console.log("| --- | ---: | ---: | ---: | --- |")
+    console.log("| Case | rate | ratio to raw | target | CPU µs/op client | CPU µs/op server | per round |")
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for (const row of rows) {
       console.log(
-        `| ${row.case} | ${row.rate} ${row.unit} | ${row.ratio} | ${row.target ?? ""} | ${row.rounds.join(" ")} |`
+        `| ${row.case} | ${row.rate} ${row.unit} | ${row.ratio} | ${
+          row.target ?? ""
+        } | ${row.clientCpuMicrosPerOp} | ${row.serverCpuMicrosPerOp} | ${row.rounds.join(" ")} |`
       )
     }
   }

@@ -77,6 +77,7 @@ import {
   ackOf,
   addrAttrOf,
   addressOf,
+  BufferPool,
   encodeParts,
   type Incoming,
   makeReader,
@@ -348,6 +349,8 @@ export const make = Effect.fn("DnetNode.make")(function*(
   let nodeFlags = 0
   let logMask = 0
   const locks = Locks.make()
+  // Big WRITEs are assembled into reused buffers: two full-size packets' worth, shared by all connections.
+  const pool = new BufferPool(2 * maxPacketSize)
   const sessions = new Set<Session>()
   const subscriptions = new Map<string, Set<Subscription>>()
   // Slots 0..COMMAND_MAX-1 for joined peers, COMMAND_MAX.. for clients: [count, errors].
@@ -611,7 +614,9 @@ export const make = Effect.fn("DnetNode.make")(function*(
           if (attr.flags === 0) {
             if (session.subscriptions.size >= MAX_SUBSCRIPTIONS) return yield* fail(Errno.ENOMEM)
             // The subscription's transaction stays open: notifications carry MORE, no ACK ends it now.
-            const sub: Subscription = { key, request: { ...request, out: [], outBytes: 0 }, session }
+            // A copy of the id: the packet's bytes are reused once this request is done.
+            const id = { ...request.id, id: request.id.id.slice() }
+            const sub: Subscription = { key, request: { ...request, id, out: [], outBytes: 0 }, session }
             session.subscriptions.add(sub)
             let set = subscriptions.get(key)
             if (set === undefined) subscriptions.set(key, set = new Set())
@@ -879,28 +884,33 @@ export const make = Effect.fn("DnetNode.make")(function*(
           inFlightBytes -= cost
           onDone?.()
         })
-      const reader = makeReader(maxPacketSize)
+      const reader = makeReader(maxPacketSize, pool)
       const next = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
-      const start = (packet: DnetPacket.Packet, cost: number) => {
+      const start = (packet: DnetPacket.Packet, cost: number, release: () => void) => {
         inFlight++
         inFlightBytes += cost
-        runFork(Effect.ensuring(handle(session, packet), finished(cost)))
+        // The packet's bytes are free once its handler is done: nothing it stores keeps a view of them.
+        runFork(Effect.ensuring(handle(session, packet), Effect.andThen(Effect.sync(release), finished(cost))))
       }
       /** Starts handling one item; returns what the reader must wait for first, if anything. */
       const dispatch = (item: Incoming): Effect.Effect<void> | undefined => {
         if (item._tag === "Invalid") {
+          item.release()
           if ((item.trans & TRANS_REPLY) !== 0n) return undefined // a malformed reply: nothing to answer
           return write(session, encodeParts(ackOf(item, -Errno.EINVAL)))
         }
         const packet = item.packet
-        if (DnetPacket.isReply(packet)) return undefined // replies to nothing this node asked: dropped
+        if (DnetPacket.isReply(packet)) { // replies to nothing this node asked: dropped
+          item.release()
+          return undefined
+        }
         const cost = item.size
         const ready = room(cost)
         if (ready()) {
-          start(packet, cost)
+          start(packet, cost, item.release)
           return undefined
         }
-        return Effect.andThen(until(ready), Effect.sync(() => start(packet, cost)))
+        return Effect.andThen(until(ready), Effect.sync(() => start(packet, cost, item.release)))
       }
       const loop = Effect.gen(function*() {
         while (true) {

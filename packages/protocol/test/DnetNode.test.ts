@@ -365,6 +365,38 @@ describe("DnetNode", () => {
       assert.deepStrictEqual(plain.map((reply) => reply.packet.flags), [CmdFlags.MORE, CmdFlags.MORE, 0])
     }))
 
+  test("big WRITEs that arrive in pieces are stored exactly, one after another; one cut short writes nothing", () =>
+    Effect.gen(function*() {
+      const { node, store } = yield* startNode("memory")
+      const c = yield* raw(node.address)
+      const pattern = (seed: number) => new Uint8Array(3 * 1024 * 1024 + 5).map((_, i) => (i * seed + (i >> 12)) & 0xff)
+      const objects = [[keyOf(0x61), pattern(3)], [keyOf(0x62), pattern(7)], [keyOf(0x61), pattern(11)]] as const
+      for (const [key, data] of objects) {
+        const replies = yield* c.exchange(writeRequest(key, data))
+        assert.strictEqual(replies[0]!.packet.status, 0)
+      }
+      for (const [key, data] of objects.slice(1)) {
+        assert.isTrue(Buffer.from(yield* Effect.orDie(store.read(key))).equals(Buffer.from(data)))
+      }
+      // The same again, pipelined: two big packets back to back in one stream.
+      const both = concat(
+        DnetPacket.encodePacket(writeRequest(keyOf(0x63), pattern(13), {}, 0)),
+        DnetPacket.encodePacket(writeRequest(keyOf(0x64), pattern(17), {}, 0))
+      )
+      yield* c.sendBytes(both)
+      yield* c.next
+      yield* c.next
+      assert.isTrue(Buffer.from(yield* Effect.orDie(store.read(keyOf(0x63)))).equals(Buffer.from(pattern(13))))
+      assert.isTrue(Buffer.from(yield* Effect.orDie(store.read(keyOf(0x64)))).equals(Buffer.from(pattern(17))))
+      // A big packet whose stream ends half way: the connection closes and nothing is stored.
+      const cut = DnetPacket.encodePacket(writeRequest(keyOf(0x65), pattern(19)))
+      const d = yield* raw(node.address)
+      yield* d.sendBytes(cut.subarray(0, 2 * 1024 * 1024))
+      yield* Effect.orDie(d.connection.end)
+      assert.isTrue(yield* d.isClosed())
+      assert.isTrue(Result.isFailure(yield* Effect.result(store.stat(keyOf(0x65)))))
+    }))
+
   test("NOTIFY: changes of a key reach its subscribers until they unsubscribe", () =>
     Effect.gen(function*() {
       const { node, self } = yield* startNode("memory")

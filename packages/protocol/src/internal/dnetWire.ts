@@ -63,7 +63,13 @@ export const encodeParts = (packet: DnetPacket.Packet): Array<Uint8Array> => {
 
 /** One item of a packet stream: a whole packet, or a packet whose header is sound and whose body is not. */
 export type Incoming =
-  | { readonly _tag: "Packet"; readonly packet: DnetPacket.Packet; readonly size: number }
+  | {
+    readonly _tag: "Packet"
+    readonly packet: DnetPacket.Packet
+    readonly size: number
+    /** Gives the packet's bytes back for reuse: call once nothing refers to them any more. */
+    readonly release: () => void
+  }
   | {
     readonly _tag: "Invalid"
     readonly id: Id
@@ -71,36 +77,138 @@ export type Incoming =
     readonly trans: bigint
     readonly reason: string
     readonly size: number
+    readonly release: () => void
   }
 
+/** Packets at least this big that arrive in pieces are assembled into pooled buffers. */
+const POOL_FROM = 1024 * 1024
+
 /**
- * A stream parser whose frames are `Incoming` items. Only a header announcing more than `maxPacketSize` bytes
- * (or the end of the stream inside a packet) fails it: past such a header the stream cannot be followed.
+ * Buffers for assembling big packets, reused: a fresh 64 MiB array costs a page fault per 4 KiB on first touch,
+ * which is slower than the copy into it. Holds at most `maxBytes`; shared by every connection of a node.
  */
-export const makeReader = (maxPacketSize: number): StreamParser.StreamParser<Incoming> =>
-  StreamParser.make<Incoming>({
+export class BufferPool {
+  readonly maxBytes: number
+  #free: Array<ArrayBuffer> = []
+  #bytes = 0
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes
+  }
+  /** A buffer of `size` bytes (its contents are garbage). */
+  take(size: number): Uint8Array {
+    const at = this.#free.findIndex((buffer) => buffer.byteLength >= size)
+    if (at < 0) return new Uint8Array(size)
+    const [buffer] = this.#free.splice(at, 1)
+    this.#bytes -= buffer!.byteLength
+    return new Uint8Array(buffer!, 0, size)
+  }
+  /** Takes a buffer back; dropped when the pool is full. */
+  give(bytes: Uint8Array): void {
+    const buffer = bytes.buffer as ArrayBuffer
+    if (this.#bytes + buffer.byteLength > this.maxBytes) return
+    this.#free.push(buffer)
+    this.#bytes += buffer.byteLength
+  }
+}
+
+const noRelease = (): void => {}
+
+/**
+ * A parser of a node's incoming stream into `Incoming` items. Only a header announcing more than
+ * `maxPacketSize` bytes (or the end of the stream inside a packet) fails it: past such a header the stream
+ * cannot be followed. A packet inside one received chunk is a view of it; a big one that arrived in pieces is
+ * assembled into a buffer of `pool`, given back by its `release`.
+ */
+export const makeReader = (maxPacketSize: number, pool: BufferPool): StreamParser.StreamParser<Incoming> => {
+  let assembled: Uint8Array | undefined
+  const parser = StreamParser.make<Incoming>({
     protocol: "dnet",
     name: "packet",
     headerSize: DnetPacket.HEADER_SIZE,
     frameLength: (header) => DnetPacket.HEADER_SIZE + readSize(header),
     maxFrameLength: maxPacketSize,
     decodeFrame: ({ bytes }) => {
+      const release = assembled === undefined ? noRelease : releaser(assembled)
+      assembled = undefined
       const decoded = DnetPacket.decodePacket(bytes)
       if (Result.isSuccess(decoded)) {
-        return Result.succeed({ _tag: "Packet", packet: decoded.success, size: bytes.length })
+        return Result.succeed({ _tag: "Packet", packet: decoded.success, size: bytes.length, release })
       }
       // The length was within the cap, so the header itself decodes; only the attributes are wrong.
       const header = Result.getOrThrow(Cmd.decode(bytes, 0))
       return Result.succeed({
         _tag: "Invalid",
-        id: header.id,
+        id: { ...header.id, id: header.id.id.slice() },
         flags: header.flags,
         trans: header.trans,
         reason: decoded.failure.reason,
-        size: bytes.length
+        size: bytes.length,
+        release
       })
     }
   })
+  const releaser = (bytes: Uint8Array) => {
+    let given = false
+    return () => {
+      if (given) return
+      given = true
+      pool.give(bytes)
+    }
+  }
+  // Chunks are collected here until a whole big packet is in; then it is copied into a pooled buffer and fed
+  // to the parser as one chunk, so the parser hands it out as a view.
+  const held: Array<Uint8Array> = []
+  let heldBytes = 0
+  let need = 0
+  const feed = (chunk: Uint8Array): ReturnType<typeof parser.push> => {
+    if (need === 0) {
+      // Between big packets: does this chunk (with what the parser holds) start one that spans chunks?
+      const start = parser.buffered()
+      if (start === 0 && chunk.length >= DnetPacket.HEADER_SIZE) {
+        const length = DnetPacket.HEADER_SIZE + readSize(chunk)
+        if (length >= POOL_FROM && length <= maxPacketSize && length > chunk.length) {
+          need = length
+          held.push(chunk)
+          heldBytes = chunk.length
+          return Result.succeed([])
+        }
+      }
+      return parser.push(chunk)
+    }
+    held.push(chunk)
+    heldBytes += chunk.length
+    if (heldBytes < need) return Result.succeed([])
+    const whole = pool.take(need)
+    let at = 0
+    let rest: Uint8Array | undefined
+    for (const piece of held) {
+      const n = Math.min(piece.length, need - at)
+      whole.set(n === piece.length ? piece : piece.subarray(0, n), at)
+      at += n
+      if (n < piece.length) rest = piece.subarray(n)
+    }
+    held.length = 0
+    heldBytes = 0
+    need = 0
+    assembled = whole
+    const first = parser.push(whole)
+    if (Result.isFailure(first) || rest === undefined) return first
+    const more = feed(rest)
+    if (Result.isFailure(more)) return first.success.length > 0 ? first : more
+    return Result.succeed([...first.success, ...more.success])
+  }
+  return {
+    push: feed,
+    end: () => {
+      // A big packet cut short: hand its pieces to the parser, which says how much of it came.
+      for (const piece of held.splice(0)) parser.push(piece)
+      heldBytes = 0
+      need = 0
+      return parser.end()
+    },
+    buffered: () => parser.buffered() + heldBytes
+  }
+}
 
 /** `dnet_cmd.size` as a double: exact below 2^53, and only compared as too big above it. */
 const readSize = (header: Uint8Array): number =>
