@@ -98,6 +98,9 @@ const statusChange = (statusFlags: number) =>
     data: NodeStatus.encode({ nflags: -1, statusFlags, logMask: 0xffff_ffff })
   })
 
+/** 3 MiB + 5 bytes of a pattern that differs per seed: bigger than the node's pooling threshold (1 MiB). */
+const pattern = (seed: number) => new Uint8Array(3 * 1024 * 1024 + 5).map((_, i) => (i * seed + (i >> 12)) & 0xff)
+
 const readId = (key: Uint8Array): Id => ({ id: key, groupId: GROUP, type: 0 })
 
 /** `it.live` (real time: the node and the helpers have timeouts) with the real transports. */
@@ -369,7 +372,6 @@ describe("DnetNode", () => {
     Effect.gen(function*() {
       const { node, store } = yield* startNode("memory")
       const c = yield* raw(node.address)
-      const pattern = (seed: number) => new Uint8Array(3 * 1024 * 1024 + 5).map((_, i) => (i * seed + (i >> 12)) & 0xff)
       const objects = [[keyOf(0x61), pattern(3)], [keyOf(0x62), pattern(7)], [keyOf(0x61), pattern(11)]] as const
       for (const [key, data] of objects) {
         const replies = yield* c.exchange(writeRequest(key, data))
