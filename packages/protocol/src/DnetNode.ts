@@ -26,6 +26,9 @@
  * `reconnectInterval` dials the lost peers again, so a node that comes back is routed to again. Addresses in
  * routes are `dnet_addr_attr`s: TCP to an IP literal, or a Unix socket path of at most 26 bytes.
  *
+ * Durability is the store's: each write is acknowledged once the store has it, and the store is flushed when
+ * the node stops.
+ *
  * Concurrency: each connection runs up to `maxInFlight` requests at once (and holds at most
  * `maxInFlightBytes` of them); changes to one key run one at a time in arrival order unless NOLOCK is set.
  *
@@ -333,6 +336,8 @@ export const make = Effect.fn("DnetNode.make")(function*(
     (error) => DnetError.make(new DnetError.Unreachable({ node: String(options.listen), detail: error.message }))
   )
   const address = Address.format(listener.address)
+  // Acknowledged writes are made durable when the node stops (finalizers run before the store's own close).
+  yield* Effect.addFinalizer(() => Effect.ignore(store.flush))
   const selfAttr = addrAttrOf(address)
   if (selfAttr === undefined && (options.join?.length ?? 0) > 0) {
     return yield* badArgument(
