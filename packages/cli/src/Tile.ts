@@ -4,8 +4,9 @@
  * - `run --dir DIR [--listen ADDR] [--link DIR=ADDR]... --trust R=PUB... [--publish FILE]` is a real tile
  *   daemon: CDM content in `DIR/common` (complete) and `DIR/pending` (verified prefixes), links over TCP or
  *   Unix sockets to up to six neighbours (`ET=tcp://HOST:PORT`; only one side of a cable dials, the other
- *   listens), flash commands logged. It runs until interrupted; events are printed as lines (JSON lines with
- *   `--json`).
+ *   listens), flash commands logged; with `--install DIR` every complete release is verified again (inner MFZ
+ *   signer) and unpacked into `DIR/slotSS` by renames, once per stamp (install tags in `DIR/tags`). It runs
+ *   until interrupted; events are printed as lines (JSON lines with `--json`).
  * - `grid --size WxH --publish FILE --slot N [--loss P] [--corrupt P] [--link-rate B/S] [--seed S]` simulates
  *   a grid in this process on virtual time: FILE becomes a release in slot N signed by a throw-away key,
  *   published at the south-west corner tile; the spread is drawn live on a terminal, then each tile's
@@ -100,6 +101,10 @@ const run = Command.make(
       Flag.withDefault("tessera")
     ),
     publish: Flag.String("publish").pipe(Flag.withDescription("A cdmss release to add at start"), Flag.optional),
+    install: Flag.String("install").pipe(
+      Flag.withDescription("Install each complete release: verify its MFZ and unpack it into DIR/slotSS"),
+      Flag.optional
+    ),
     json: jsonFlag
   },
   Effect.fn("tile.run")(function*(flags) {
@@ -132,6 +137,7 @@ const run = Command.make(
       listen: Option.getOrUndefined(flags.listen),
       links,
       mfzid: flags.mfzid,
+      hooks: Option.isSome(flags.install) ? [TileDaemon.unpackHook(flags.install.value, keyring)] : [],
       onEvent: (event) => {
         const line = describeEvent(event)
         if (line !== undefined) Queue.offerUnsafe(lines, line)

@@ -102,7 +102,8 @@ describe("tessera tile", () => {
       const a = yield* tile("a", [], ["--publish", file])
       const b = yield* tile("b", [`WT=${a.address}`])
       const c = yield* tile("c", [`SW=${a.address}`, `SE=${b.address}`])
-      const d = yield* tile("d", [`WT=${c.address}`, `SW=${b.address}`])
+      const installed = path.join(dir, "installed")
+      const d = yield* tile("d", [`WT=${c.address}`, `SW=${b.address}`], ["--install", installed])
       for (const t of [b, c, d]) {
         yield* t.running.waitFor((l) => l.event === "complete" && l.file === name, 60_000)
       }
@@ -111,5 +112,11 @@ describe("tessera tile", () => {
       }
       const link = yield* d.running.waitFor((l) => l.event === "link" && l.dir === "SW" && l.up === true)
       assert.strictEqual(link.dir, "SW")
+      yield* d.running.waitFor((l) => l.event === "installed" && l.file === name, 30_000)
+      assert.isTrue(
+        fs.readFileSync(path.join(installed, "slota1", payload.slice(1))).equals(fs.readFileSync(payload)),
+        "tile d unpacked the payload"
+      )
+      assert.strictEqual(fs.readFileSync(path.join(dir, "d", "tags", "slota1-install-tag.dat"), "utf8").length, 7)
     }), { timeout: 120_000 })
 })

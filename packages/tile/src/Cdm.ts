@@ -48,6 +48,7 @@ import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as CdmError from "./CdmError.ts"
 import type * as CdmKeys from "./CdmKeys.ts"
 import * as CdmRelease from "./CdmRelease.ts"
 import * as Random from "./internal/random.ts"
@@ -167,6 +168,8 @@ export interface Stats {
   rejections: number
   reRequests: number
   staleResets: number
+  /** Transfers dropped because the disk failed them. */
+  diskErrors: number
 }
 
 interface Source {
@@ -247,7 +250,8 @@ export class CdmEngine {
     blockFailures: 0,
     rejections: 0,
     reRequests: 0,
-    staleResets: 0
+    staleResets: 0,
+    diskErrors: 0
   }
   private readonly tile: TileEngine
   private readonly timing: Timing
@@ -389,14 +393,31 @@ export class CdmEngine {
     }
   }
 
-  private writeAt(model: Model, start: number, end: number): void {
-    if (model.fd === undefined) {
-      model.fd = Fs.openSync(
-        this.pendingPath(model.slotstamp),
-        Fs.existsSync(this.pendingPath(model.slotstamp)) ? "r+" : "w"
-      )
+  /** Writes verified bytes to the pending file; on a file system error the model is dropped (false). */
+  private writeAt(model: Model, start: number, end: number): boolean {
+    try {
+      if (model.fd === undefined) {
+        model.fd = Fs.openSync(
+          this.pendingPath(model.slotstamp),
+          Fs.existsSync(this.pendingPath(model.slotstamp)) ? "r+" : "w"
+        )
+      }
+      Fs.writeSync(model.fd, model.content, start, end - start, start)
+      return true
+    } catch (cause) {
+      this.diskFailed(model, cause)
+      return false
     }
-    Fs.writeSync(model.fd, model.content, start, end - start, start)
+  }
+
+  // A full or failing disk costs the transfer, never the service: the model goes, its file with it.
+  private diskFailed(model: Model, cause: unknown): void {
+    this.stats.diskErrors++
+    try {
+      this.deleteModel(model, "rejected", `file system: ${cause instanceof Error ? cause.message : String(cause)}`)
+    } catch {
+      this.models.delete(model.slotstamp)
+    }
   }
 
   private closeFd(model: Model): void {
@@ -440,7 +461,7 @@ export class CdmEngine {
       model.header = h
       model.total = total
       model.hash = Crypto.createHash("sha512")
-      this.writeAt(model, 0, HEADER)
+      if (!this.writeAt(model, 0, HEADER)) return
       model.verified = HEADER
       model.contributors.clear()
       this.emit(model, "header")
@@ -465,7 +486,7 @@ export class CdmEngine {
         }
         return this.blockFailed(model)
       }
-      this.writeAt(model, model.verified, end)
+      if (!this.writeAt(model, model.verified, end)) return
       model.verified = end
       model.hash = next
       for (const dir of model.contributors) this.failures.delete(dir)
@@ -509,9 +530,13 @@ export class CdmEngine {
   }
 
   private finish(model: Model): void {
-    if (model.fd !== undefined) Fs.fsyncSync(model.fd)
-    this.closeFd(model)
-    Fs.renameSync(this.pendingPath(model.slotstamp), this.commonPath(model.slotstamp))
+    try {
+      if (model.fd !== undefined) Fs.fsyncSync(model.fd)
+      this.closeFd(model)
+      Fs.renameSync(this.pendingPath(model.slotstamp), this.commonPath(model.slotstamp))
+    } catch (cause) {
+      return this.diskFailed(model, cause)
+    }
     model.complete = true
     model.requests.clear()
     model.held.clear()
@@ -895,11 +920,16 @@ export class CdmEngine {
     if (existing?.complete) return Result.succeed(ss)
     if (existing !== undefined) this.deleteModel(existing, "deleted", "replaced by a published copy")
     const tmp = Path.join(this.commonDir, `.${CdmSlotstamp.fileName(ss)}.tmp`)
-    Fs.writeFileSync(tmp, bytes)
-    const fd = Fs.openSync(tmp, "r")
-    Fs.fsyncSync(fd)
-    Fs.closeSync(fd)
-    Fs.renameSync(tmp, this.commonPath(ss))
+    try {
+      Fs.writeFileSync(tmp, bytes)
+      const fd = Fs.openSync(tmp, "r")
+      Fs.fsyncSync(fd)
+      Fs.closeSync(fd)
+      Fs.renameSync(tmp, this.commonPath(ss))
+    } catch (cause) {
+      Fs.rmSync(tmp, { force: true })
+      return Result.fail(`writing ${this.commonPath(ss)}: ${cause instanceof Error ? cause.message : String(cause)}`)
+    }
     const model = new Model(ss, this.now)
     this.models.set(ss, model)
     this.loadComplete(model, bytes)
@@ -931,7 +961,8 @@ export class CdmEngine {
 }
 
 /**
- * A CDM engine on a tile (pure, synchronous).
+ * A CDM engine on a tile (pure, synchronous). Throws when the content directory cannot be created or read,
+ * or when the tile already has a CDM service.
  *
  * @since 0.1.0
  * @category constructors
@@ -939,10 +970,17 @@ export class CdmEngine {
 export const makeEngine = (options: Options): CdmEngine => new CdmEngine(options)
 
 /**
- * A CDM engine in the current scope.
+ * A CDM engine in the current scope; a content directory that cannot be created or read fails with
+ * `CdmError` (`FileSystem`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<CdmEngine, never, Scope.Scope> =>
-  Effect.acquireRelease(Effect.sync(() => new CdmEngine(options)), (cdm) => Effect.sync(() => cdm.close()))
+export const make = (options: Options): Effect.Effect<CdmEngine, CdmError.CdmError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => new CdmEngine(options),
+      catch: (cause) => CdmError.make(options.directory, new CdmError.FileSystem({ cause }))
+    }),
+    (cdm) => Effect.sync(() => cdm.close())
+  )

@@ -26,13 +26,16 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Cdm from "./Cdm.ts"
+import type * as CdmError from "./CdmError.ts"
 import type * as CdmKeys from "./CdmKeys.ts"
 import * as Flash from "./Flash.ts"
 import type * as Link from "./Link.ts"
+import * as Mfz from "./Mfz.ts"
 import * as Scheduler from "./Scheduler.ts"
 import * as SocketLink from "./SocketLink.ts"
 import * as Tile from "./Tile.ts"
@@ -47,6 +50,44 @@ export interface Hook {
   readonly slot?: number | undefined
   readonly run: (release: Cdm.Complete) => Effect.Effect<void, unknown>
 }
+
+/**
+ * A ready-made install hook: verifies the release's inner MFZ (signature and trusted signer, spec t2 §4.3)
+ * and unpacks its payload files into `<target>/slotSS/`, swapping the previous install to
+ * `<target>/slotSS-prev-install` (removing an older backup), so the directory changes by renames only.
+ * Payload paths that would leave the directory are refused.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unpackHook = (target: string, keyring: CdmKeys.Keyring): Hook => ({
+  run: (release) =>
+    Effect.try(() => {
+      const mfz = Mfz.verify(new Uint8Array(Fs.readFileSync(release.path)), keyring, release.path)
+      if (Result.isFailure(mfz)) throw new Error(mfz.failure.message)
+      const name = `slot${CdmSlotstamp.slot(release.slotstamp).toString(16).padStart(2, "0")}`
+      Fs.mkdirSync(target, { recursive: true })
+      const tmp = Fs.mkdtempSync(Path.join(target, `.${name}-`))
+      try {
+        for (const file of mfz.success.files) {
+          const out = Path.resolve(tmp, file.path)
+          if (!out.startsWith(`${tmp}${Path.sep}`)) throw new Error(`payload path "${file.path}" leaves the directory`)
+          Fs.mkdirSync(Path.dirname(out), { recursive: true })
+          Fs.writeFileSync(out, file.bytes)
+        }
+        const dest = Path.join(target, name)
+        const prev = `${dest}-prev-install`
+        if (Fs.existsSync(dest)) {
+          Fs.rmSync(prev, { recursive: true, force: true })
+          Fs.renameSync(dest, prev)
+        }
+        Fs.renameSync(tmp, dest)
+      } catch (cause) {
+        Fs.rmSync(tmp, { recursive: true, force: true })
+        throw cause
+      }
+    })
+})
 
 /**
  * Something the daemon reports.
@@ -130,14 +171,15 @@ const plug = (neighbor: Tile.Neighbor, link: Link.Link) =>
   })
 
 /**
- * Starts a tile daemon in the current scope; everything stops when it closes.
+ * Starts a tile daemon in the current scope; everything stops when it closes. Fails when the listener cannot
+ * be bound or the content directory cannot be created or read.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const start = Effect.fn("TileDaemon.start")(function*(options: Options): Effect.fn.Return<
   Daemon,
-  TransportError.TransportError | Address.AddressError,
+  TransportError.TransportError | Address.AddressError | CdmError.CdmError,
   Transport.Transport | Scope.Scope
 > {
   const scope = yield* Scope.Scope
