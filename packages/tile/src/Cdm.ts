@@ -703,8 +703,8 @@ export class CdmEngine {
     }
     const n = Math.min(data.length, req.len)
     if (n === 0) {
-      this.reissue(model, { ...req })
       model.requests.set(pos, req)
+      this.reissue(model, req)
       return
     }
     this.stats.chunksAccepted++
@@ -776,10 +776,9 @@ export class CdmEngine {
   }
 
   private reissue(model: Model, req: Request): void {
-    this.stats.reRequests++
     req.dir = undefined
     req.sentAt = -Infinity
-    this.issue(model, req)
+    if (this.issue(model, req)) this.stats.reRequests++
   }
 
   /** Keeps the request window full. */
