@@ -105,7 +105,7 @@ describe("tessera cdm", () => {
         assert.strictEqual(edOk.code, 0, edOk.stderr)
         assert.strictEqual(JSON.parse(edOk.stdout.toString()).signer, "someone")
       }),
-    { timeout: 60_000 }
+    { timeout: 120_000 }
   )
 
   it.live("bad input exits 2 with one clear line", () =>
@@ -125,5 +125,5 @@ describe("tessera cdm", () => {
       const badTrust = yield* tessera(["cdm", "verify", "--trust", "zero", path.join(dir, "junk.mfz")])
       assert.strictEqual(badTrust.code, 2)
       assert.match(badTrust.stderr, /REGNUM=PUBKEYFILE/)
-    }), { timeout: 60_000 })
+    }), { timeout: 120_000 })
 })

@@ -55,8 +55,15 @@ describe("tessera tile", () => {
         const bad = yield* tessera(["tile", "grid", "--size", "4", "--publish", payload, "--slot", "5"])
         assert.strictEqual(bad.code, 2)
         assert.match(bad.stderr, /expected WxH/)
+        const missingKey = yield* tessera(["tile", "run", "--dir", dir, "--trust", "0=missing.pub"])
+        assert.strictEqual(missingKey.code, 2)
+        assert.match(missingKey.stderr, /missing\.pub/)
+        fs.writeFileSync(path.join(dir, "k.pub"), "not a key")
+        const badKey = yield* tessera(["tile", "run", "--dir", dir, "--trust", `0=${path.join(dir, "k.pub")}`])
+        assert.strictEqual(badKey.code, 2)
+        assert.match(badKey.stderr, /invalid key/)
       }),
-    { timeout: 60_000 }
+    { timeout: 120_000 }
   )
 
   it.live("run: four tile processes linked over TCP spread a release", () =>

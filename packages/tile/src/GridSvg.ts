@@ -1,7 +1,7 @@
 /**
  * An SVG picture of a grid: one hexagon per tile at its staggered position (north up), coloured from green
  * (completed first) to red (completed last), grey for tiles that never completed, each labelled with its
- * completion time in seconds; the publishing tile is outlined.
+ * completion time in seconds; the publishing tile is blue and outlined.
  *
  * @since 0.1.0
  */
@@ -40,11 +40,12 @@ const colour = (t: number | undefined, lo: number, hi: number): string => {
  */
 export const render = (picture: Picture): string => {
   const { grid, seconds } = picture
-  const done = seconds.filter((s): s is number => s !== undefined)
-  const lo = Math.min(...done, 0)
-  const hi = Math.max(...done, 0)
+  // The publisher (time 0) gets its own colour, so the scale spans the other tiles.
+  const done = seconds.filter((s, i): s is number => s !== undefined && i !== picture.publisher)
+  const lo = done.length === 0 ? 0 : Math.min(...done)
+  const hi = done.length === 0 ? 0 : Math.max(...done)
   const maxY = Math.max(...grid.positions.map((p) => p.y))
-  const width = Math.ceil((grid.width + 0.5) * W + W)
+  const width = Math.max(Math.ceil((grid.width + 0.5) * W + W), 16 + Math.ceil(picture.title.length * 7.5))
   const height = Math.ceil((maxY + 1) * 1.5 * R + R + 40)
   const cells = grid.positions.map((p, i) => {
     const cx = W / 2 + (p.x / 2) * W + W / 2
@@ -56,7 +57,8 @@ export const render = (picture: Picture): string => {
     }).join(" ")
     const t = seconds[i]
     const stroke = i === picture.publisher ? ` stroke="#000" stroke-width="3"` : ` stroke="#fff" stroke-width="1"`
-    return `<polygon points="${points}" fill="${colour(t, lo, hi)}"${stroke}/>` +
+    const fill = i === picture.publisher ? "#5b8def" : colour(t, lo, hi)
+    return `<polygon points="${points}" fill="${fill}"${stroke}/>` +
       `<text x="${cx.toFixed(1)}" y="${(cy + 4).toFixed(1)}" text-anchor="middle" font-size="11">${
         t === undefined ? "-" : t.toFixed(1)
       }</text>`
