@@ -132,6 +132,13 @@ export class GridSim {
     return this.cables.filter((c) => c.edge.a === index || c.edge.b === index)
   }
 
+  /** Cuts (false) or restores (true) the cable between two neighbouring tiles; false if they are not cabled. */
+  setCable(a: number, b: number, up: boolean): boolean {
+    const found = this.cables.find(({ edge }) => (edge.a === a && edge.b === b) || (edge.a === b && edge.b === a))
+    found?.cable.setUp(up)
+    return found !== undefined
+  }
+
   /** Publishes a release at one tile. */
   publish(index: number, bytes: Uint8Array): Result.Result<number, string> {
     return this.tiles[index]!.cdm.publish(bytes)

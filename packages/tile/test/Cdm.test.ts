@@ -178,6 +178,27 @@ describe("Cdm", () => {
     assert.strictEqual(holders(root, s01.fileName).length, 12)
   })
 
+  it("a cable cut mid-transfer stalls the tiles behind it; they resume when it comes back", () => {
+    const root = tempDir("cdm-cut")
+    const r = release(signer, { slot: 0xa7, time: T0, size: 200_000, seed: 12 })
+    const grid = Grid.make({ width: 3, height: 1, seed: 13, directory: root, keyring, link: fast })
+    grid.run(2_000)
+    grid.publish(0, r.bytes)
+    const verifiedAt = (i: number) => grid.tiles[i]!.cdm.files().find((f) => f.slotstamp === r.slotstamp)?.verified ?? 0
+    assert.isTrue(grid.scheduler.runWhile(() => verifiedAt(2) > 50_000, grid.scheduler.now() + 30_000))
+    assert.isTrue(grid.setCable(0, 1, false))
+    grid.run(20_000)
+    const stalled = [verifiedAt(1), verifiedAt(2)]
+    assert.isBelow(stalled[0]!, r.bytes.length)
+    assert.isAtMost(stalled[1]!, stalled[0]!, "tile 2 can only have what tile 1 verified")
+    grid.setCable(0, 1, true)
+    assert.isTrue(grid.runUntilComplete(r.slotstamp, 60_000))
+    const resets = grid.tiles[1]!.cdm.stats.staleResets + grid.tiles[1]!.cdm.stats.reRequests
+    grid.close()
+    assert.isAbove(resets, 0)
+    assert.deepStrictEqual(unverifiedFiles(root, [r]), [])
+  })
+
   it("grid topology: hex distances and diameters", () => {
     const g = Topology.grid(4, 4)
     assert.strictEqual(g.positions.length, 16)
