@@ -129,6 +129,23 @@ describe("DnetClient", () => {
       assert.strictEqual((yield* Effect.orDie(store.stat(key))).size, data.length + 4)
     }))
 
+  live(
+    "over a Unix socket: the node announces its path, and a client routes to it there",
+    () =>
+      Effect.gen(function*() {
+        const path = `/tmp/tdn-${process.pid}.sock`
+        const store = yield* openStore("memory")
+        const { node, stop } = yield* startNode({ store, listen: `unix:${path}`, group: 3 })
+        const client = yield* DnetClient.make({ nodes: [`unix:${path}`] })
+        assert.deepStrictEqual(client.routes().map((route) => [route.address, route.group]), [[`unix:${path}`, 3]])
+        const key = DnetRing.idOf("over unix")
+        assert.isTrue(Result.isSuccess((yield* client.write(key, bytesOf("u")))[0]!.result))
+        assert.strictEqual(textOf((yield* client.read(key)).data), "u")
+        assert.strictEqual(node.address, `unix:${path}`)
+        yield* stop
+      })
+  )
+
   live("a client without a reachable node fails with Unreachable", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(DnetClient.make({ nodes: ["tcp://127.0.0.1:1"], timeout: "2 seconds" }))
