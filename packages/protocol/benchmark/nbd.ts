@@ -7,8 +7,8 @@
  * 2. client: our `NbdClient` reading the whole `nbdkit memory` export (one connection, 1 MiB requests, 64 in
  *    flight, into reused buffers) against `nbdcopy` doing the same copy to `null:`.
  *
- * Every round runs the three copies in turn; figures are medians over the rounds (`BENCH_NBD_ROUNDS`, default
- * 3), ratios the medians of the per-round ratios. Set-up (filling both exports: nbdcopy from ours into nbdkit)
+ * Every round runs the three copies in turn (the two servers in alternating order); figures are medians over
+ * the rounds (`BENCH_NBD_ROUNDS`, default 5), ratios the medians of the per-round ratios. Set-up (filling both exports: nbdcopy from ours into nbdkit)
  * is not timed. Prints a table and writes `BENCH_NBD_OUT` (default `benchmark/results/nbd.json`). Knobs:
  * `BENCH_NBD_BYTES` (default 1 GiB).
  */
@@ -29,7 +29,7 @@ const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 const env = process.env
 const SIZE = Number(env.BENCH_NBD_BYTES ?? GiB)
-const ROUNDS = Number(env.BENCH_NBD_ROUNDS ?? 3)
+const ROUNDS = Number(env.BENCH_NBD_ROUNDS ?? 5)
 const OUT = env.BENCH_NBD_OUT ?? fileURLToPath(new URL("./results/nbd.json", import.meta.url))
 const TARGET_SERVER_RATIO = 0.7
 
@@ -52,6 +52,11 @@ const serveChild = Effect.gen(function*() {
   }
   const server = yield* NbdServer.make("tcp://127.0.0.1:0", { exports: [NbdExport.make("bench", device)] })
   process.send!({ address: Address.format(server.address) })
+  // The parent asks for this process's CPU time (user + system, µs) around each timed copy.
+  process.on("message", () => {
+    const usage = process.cpuUsage()
+    process.send!({ cpu: usage.user + usage.system })
+  })
   return yield* Effect.never
 }).pipe(Effect.scoped, Effect.provide(Transport.Transport.layer))
 
@@ -120,6 +125,20 @@ const clientCopy = (uri: string) =>
     return performance.now() - start
   }).pipe(Effect.scoped, Effect.provide(Transport.Transport.layer))
 
+/** CPU time (user + system) of a process in ms, from /proc (Linux). */
+const procCpuMs = (pid: number): number => {
+  const fields = Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+}
+
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100
+  } catch {
+    return 100
+  }
+})()
+
 const median = (values: ReadonlyArray<number>): number => {
   const sorted = values.toSorted((a, b) => a - b)
   const mid = Math.floor(sorted.length / 2)
@@ -152,12 +171,46 @@ const main = async (): Promise<void> => {
     // Set-up: the same bytes into nbdkit (and a warm-up of both).
     await timed("nbdcopy", [oursUri, kitUri])
 
-    const rounds: Array<{ ours: number; nbdkit: number; client: number }> = []
+    const serverCpuMs = () =>
+      new Promise<number>((resolve) => {
+        server.once("message", (message: { readonly cpu: number }) => resolve(message.cpu / 1000))
+        server.send("cpu")
+      })
+    /** A copy's wall time and the CPU time `cpu` counted meanwhile. */
+    const measured = async (run: () => Promise<number>, cpu: () => number | Promise<number>) => {
+      const before = await cpu()
+      const ms = await run()
+      return { ms, cpuMs: (await cpu()) - before }
+    }
+    const rounds: Array<{
+      ours: number
+      nbdkit: number
+      client: number
+      oursCpu: number
+      nbdkitCpu: number
+      clientCpu: number
+    }> = []
+    const ownCpuMs = () => {
+      const usage = process.cpuUsage()
+      return (usage.user + usage.system) / 1000
+    }
     for (let round = 0; round < ROUNDS; round++) {
-      const oursMs = await timed("nbdcopy", [oursUri, "null:"])
-      const kitMs = await timed("nbdcopy", [kitUri, "null:"])
-      const clientMs = await Effect.runPromise(clientCopy(`tcp://127.0.0.1:${port}`))
-      rounds.push({ ours: oursMs, nbdkit: kitMs, client: clientMs })
+      // Alternate which server goes first, so drift in the machine's load does not favour either.
+      const fromOurs = () => measured(() => timed("nbdcopy", [oursUri, "null:"]), serverCpuMs)
+      const fromKit = () => measured(() => timed("nbdcopy", [kitUri, "null:"]), () => procCpuMs(kit.pid!))
+      const ours = round % 2 === 0 ? await fromOurs() : undefined
+      const fromNbdkit = await fromKit()
+      const oursRun = ours ?? await fromOurs()
+      const client = await measured(() => Effect.runPromise(clientCopy(`tcp://127.0.0.1:${port}`)), ownCpuMs)
+      const [oursMs, kitMs, clientMs] = [oursRun.ms, fromNbdkit.ms, client.ms]
+      rounds.push({
+        ours: oursMs,
+        nbdkit: kitMs,
+        client: clientMs,
+        oursCpu: oursRun.cpuMs,
+        nbdkitCpu: fromNbdkit.cpuMs,
+        clientCpu: client.cpuMs
+      })
       console.error(
         `round ${round + 1}: nbdcopy from ours ${oursMs.toFixed(0)} ms, from nbdkit ${
           kitMs.toFixed(0)
@@ -173,20 +226,32 @@ const main = async (): Promise<void> => {
         oursMBs: median(rounds.map((r) => mbs(r.ours))),
         nbdkitMBs: median(rounds.map((r) => mbs(r.nbdkit))),
         ratio: median(rounds.map((r) => r.nbdkit / r.ours)),
-        target: TARGET_SERVER_RATIO
+        target: TARGET_SERVER_RATIO,
+        oursCpuMsPerGiB: median(rounds.map((r) => r.oursCpu * GiB / SIZE)),
+        nbdkitCpuMsPerGiB: median(rounds.map((r) => r.nbdkitCpu * GiB / SIZE))
       },
       client: {
         oursMBs: median(rounds.map((r) => mbs(r.client))),
         nbdcopyMBs: median(rounds.map((r) => mbs(r.nbdkit))),
-        ratio: median(rounds.map((r) => r.nbdkit / r.client))
+        ratio: median(rounds.map((r) => r.nbdkit / r.client)),
+        oursCpuMsPerGiB: median(rounds.map((r) => r.clientCpu * GiB / SIZE))
       },
       perRound: rounds
     }
     console.log("\nNBD (MB = 10^6 bytes, medians)")
     console.table({
-      "nbdcopy <- our NbdServer (memory)": { "MB/s": Math.round(result.server.oursMBs) },
-      "nbdcopy <- nbdkit memory": { "MB/s": Math.round(result.server.nbdkitMBs) },
-      "our NbdClient <- nbdkit memory": { "MB/s": Math.round(result.client.oursMBs) }
+      "nbdcopy <- our NbdServer (memory)": {
+        "MB/s": Math.round(result.server.oursMBs),
+        "server CPU ms/GiB": Math.round(result.server.oursCpuMsPerGiB)
+      },
+      "nbdcopy <- nbdkit memory": {
+        "MB/s": Math.round(result.server.nbdkitMBs),
+        "server CPU ms/GiB": Math.round(result.server.nbdkitCpuMsPerGiB)
+      },
+      "our NbdClient <- nbdkit memory": {
+        "MB/s": Math.round(result.client.oursMBs),
+        "client CPU ms/GiB": Math.round(result.client.oursCpuMsPerGiB)
+      }
     })
     console.log(
       `server ratio ours/nbdkit ${

@@ -142,8 +142,17 @@ const inChunks = (
     return Effect.andThen(work(offset + done, bytes), Effect.suspend(() => loop(done + bytes)))
   })
 
+/**
+ * Reply bytes not yet handed to the OS after which a connection takes no more requests: a few times what a
+ * loopback socket buffers, so the socket never runs dry, and little enough that READ buffers come back soon.
+ */
+const MAX_BACKLOG = 8 * MiB
+
+/** READ buffers a connection remembers until the OS has their bytes (beyond it, the oldest are left to GC). */
+const SENT_BUFFERS = 1024
+
 /** Bytes of free READ buffers a server keeps for reuse, over all its connections. */
-const POOL_BYTES = 64 * MiB
+const POOL_BYTES = 128 * MiB
 
 /**
  * Free READ buffers by length, shared by the connections of one server (clients such as nbdcopy open several
@@ -201,23 +210,27 @@ class HeaderSlab {
 
 /**
  * Writes replies: the replies made in one turn of the event loop leave together in one gather write at its end
- * (a write per reply costs a system call each, which on loopback is most of a small reply's cost). `send`
- * completes once that write has (the transport accepted the bytes, or drained), so a handler keeps its place
- * in flight until then and a client that does not read holds back the server. Counts the bytes, so that
- * `handedOff` tells how many of them the OS has.
+ * (a write per reply costs a system call each, which on loopback is most of a small reply's cost). A handler
+ * does not wait for its reply to be written, so the next requests are read from the device while earlier
+ * replies drain; what bounds the replies not yet written is `backlog`, which the reader checks before it takes
+ * another request. Counts the bytes, so that `handedOff` tells how many of them the OS has.
  */
 class ReplyWriter {
   readonly #connection: Transport.Connection
   readonly #fork: (effect: Effect.Effect<void>) => void
+  readonly #onWritten: () => void
   #outgoing: Array<Uint8Array> = []
   #outgoingBytes = 0
-  #batch: Deferred.Deferred<void> | undefined
+  #flushQueued = false
+  #writing = 0
   /** Bytes given to `send` since transmission began, counting what the transport held then. */
   #written: number
 
-  constructor(connection: Transport.Connection, fork: (effect: Effect.Effect<void>) => void) {
+  /** `onWritten` runs after each write, when the backlog may have room again. */
+  constructor(connection: Transport.Connection, fork: (effect: Effect.Effect<void>) => void, onWritten: () => void) {
     this.#connection = connection
     this.#fork = fork
+    this.#onWritten = onWritten
     this.#written = connection.queuedBytes()
   }
 
@@ -226,36 +239,47 @@ class ReplyWriter {
     return this.#written - this.#outgoingBytes - this.#connection.queuedBytes()
   }
 
-  /** Sends a reply; succeeds with the stream position where it ends once it has been written. */
-  send(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<number> {
-    return Effect.suspend(() => {
-      for (const chunk of chunks) {
-        this.#outgoing.push(chunk)
-        this.#outgoingBytes += chunk.length
-        this.#written += chunk.length
-      }
-      const end = this.#written
-      if (this.#batch === undefined) {
-        this.#batch = Deferred.makeUnsafe<void>()
-        setImmediate(this.#flush)
-      }
-      return Effect.as(Deferred.await(this.#batch), end)
-    })
+  /** Bytes sent that the OS does not have yet. */
+  backlog(): number {
+    return this.#outgoingBytes + this.#connection.queuedBytes()
+  }
+
+  /** Whether every reply sent has been written (the transport accepted it, or drained). */
+  idle(): boolean {
+    return this.#outgoingBytes === 0 && this.#writing === 0 && !this.#flushQueued
+  }
+
+  /** Queues a reply for the next write; returns the stream position where it ends. */
+  send(chunks: ReadonlyArray<Uint8Array>): number {
+    for (const chunk of chunks) {
+      this.#outgoing.push(chunk)
+      this.#outgoingBytes += chunk.length
+      this.#written += chunk.length
+    }
+    if (!this.#flushQueued) {
+      this.#flushQueued = true
+      setImmediate(this.#flush)
+    }
+    return this.#written
   }
 
   readonly #flush = (): void => {
+    this.#flushQueued = false
     const chunks = this.#outgoing
     const bytes = this.#outgoingBytes
-    const batch = this.#batch!
+    if (chunks.length === 0) return
     this.#outgoing = []
-    this.#batch = undefined
+    this.#writing++
     // The bytes stay counted as outgoing until the transport has been handed them (and counts them itself).
     // A failed write means the connection is gone; the read loop sees that too.
     this.#fork(
       Effect.suspend(() => {
         this.#outgoingBytes -= bytes
         return Effect.ignore(this.#connection.write(chunks))
-      }).pipe(Effect.ensuring(Effect.sync(() => Deferred.doneUnsafe(batch, Exit.void))))
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        this.#writing--
+        this.#onWritten()
+      })))
     )
   }
 }
@@ -288,7 +312,7 @@ class ReadBuffers {
     return this.#pool.take(length) ?? new Uint8Array(length)
   }
 
-  /** Hands back a buffer whose reply ends at `end`, once that reply's write has completed. */
+  /** Hands back a buffer whose reply ends at `end`; it is reused once the OS has those bytes. */
   give(buffer: Uint8Array, end: number): void {
     this.#sent.push({ buffer, end })
     if (this.#sent.length > this.#limit) this.#sent.shift()
@@ -541,10 +565,26 @@ const transmit = Effect.fnUntraced(function*(
   let inFlight = 0
   let inFlightBytes = 0
   let room: Deferred.Deferred<void> | undefined
-  /** Waits until there is room for a request carrying `bytes`; one request alone is always admitted. */
+  const wake = () => {
+    const waiting = room
+    if (waiting !== undefined) {
+      room = undefined
+      Deferred.doneUnsafe(waiting, Exit.void)
+    }
+  }
+  const writer = new ReplyWriter(connection, (effect) => runFork(effect), wake)
+  const buffers = new ReadBuffers(writer, SENT_BUFFERS, pool)
+  /**
+   * Waits until there is room for a request carrying `bytes`: replies not yet written under `MAX_BACKLOG` (a
+   * client that does not read holds back the server), and requests in hand under both bounds (one request alone
+   * is always admitted).
+   */
   const admit = (bytes: number): Effect.Effect<void> =>
     Effect.suspend(() => {
-      if (inFlight === 0 || (inFlight < maxInFlight && inFlightBytes + bytes <= maxBytes)) {
+      if (
+        writer.backlog() < MAX_BACKLOG &&
+        (inFlight === 0 || (inFlight < maxInFlight && inFlightBytes + bytes <= maxBytes))
+      ) {
         inFlight++
         inFlightBytes += bytes
         return Effect.void
@@ -556,23 +596,18 @@ const transmit = Effect.fnUntraced(function*(
     Effect.sync(() => {
       inFlight--
       inFlightBytes -= bytes
-      const waiting = room
-      if (waiting !== undefined) {
-        room = undefined
-        Deferred.doneUnsafe(waiting, Exit.void)
-      }
+      wake()
     })
+  /** Every request answered and every reply written. */
   const idle = Effect.suspend(function loop(): Effect.Effect<void> {
-    if (inFlight === 0) return Effect.void
+    if (inFlight === 0 && writer.idle()) return Effect.void
     room ??= Deferred.makeUnsafe<void>()
     return Effect.andThen(Deferred.await(room), Effect.suspend(loop))
   })
 
-  const writer = new ReplyWriter(connection, (effect) => runFork(effect))
-  const buffers = new ReadBuffers(writer, maxInFlight, pool)
   const headers = new HeaderSlab()
   // A reply that cannot be written means the connection is gone; the read loop sees that too.
-  const send = (chunks: ReadonlyArray<Uint8Array>) => Effect.asVoid(writer.send(chunks))
+  const send = (chunks: ReadonlyArray<Uint8Array>) => Effect.sync(() => void writer.send(chunks))
   const fail = (request: NbdTransmission.Request, error: number, message: string) => {
     if (structured && (request.type === C.READ || request.type === C.BLOCK_STATUS)) {
       return send([
@@ -630,7 +665,7 @@ const transmit = Effect.fnUntraced(function*(
           structured ? headers.offsetData(cookie, offset, length) : headers.simple(0, cookie),
           data
         ]
-        return Effect.flatMap(writer.send(chunks), (end) => Effect.sync(() => buffers.give(data, end)))
+        return Effect.sync(() => buffers.give(data, writer.send(chunks)))
       })
     })
 
