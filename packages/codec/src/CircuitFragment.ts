@@ -174,17 +174,6 @@ const STRING_FIELDS = [
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
-/** UTF-8 of a string; ASCII (IDs, service names) is written without the TextEncoder call. */
-const utf8 = (s: string): Uint8Array => {
-  const out = new Uint8Array(s.length)
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c > 0x7f) return encoder.encode(s)
-    out[i] = c
-  }
-  return out
-}
-
 const I32_MIN = -0x8000_0000
 const I32_MAX = 0x7fff_ffff
 
@@ -208,8 +197,8 @@ const i64be = (b: Uint8Array, o: number): number | undefined => {
   return Number.isSafeInteger(value) ? value : undefined
 }
 
-const checkText = (what: string, bytes: Uint8Array): void => {
-  if (bytes.length > 0xffff) throw new RangeError(`${what} is ${bytes.length} bytes of UTF-8; at most 65535 fit`)
+const checkText = (what: string, length: number): void => {
+  if (length > 0xffff) throw new RangeError(`${what} is ${length} bytes of UTF-8; at most 65535 fit`)
 }
 
 /**
@@ -226,24 +215,28 @@ export const encodeHeader = (fragment: Fragment): Uint8Array => {
   }
   if (!Number.isSafeInteger(fragment.fragPart)) throw new RangeError(`fragPart must be a safe integer`)
   if (!Number.isSafeInteger(fragment.serial)) throw new RangeError(`serial must be a safe integer`)
-  const strings: Array<Uint8Array> = []
-  let size = FIXED_HEADER_SIZE + 2
-  for (const field of STRING_FIELDS) {
-    const value = fragment[field]
-    const bytes = value.length === 0 ? EMPTY : utf8(value)
-    checkText(field, bytes)
-    strings.push(bytes)
-    size += 2 + bytes.length
-  }
   const keys = Object.keys(fragment.args)
   if (keys.length > MAX_ARGS) throw new RangeError(`${keys.length} args; at most ${MAX_ARGS} fit`)
+  // Texts are ASCII almost always (IDs, service names): those are written char by char with no encoder call.
+  const texts: Array<string | Uint8Array> = []
+  let size = FIXED_HEADER_SIZE + 2
+  const add = (what: string, value: string) => {
+    let ascii = true
+    for (let i = 0; i < value.length; i++) {
+      if (value.charCodeAt(i) > 0x7f) {
+        ascii = false
+        break
+      }
+    }
+    const text = ascii ? value : encoder.encode(value)
+    checkText(what, text.length)
+    texts.push(text)
+    size += 2 + text.length
+  }
+  for (const field of STRING_FIELDS) add(field, fragment[field])
   for (const key of keys) {
-    const k = utf8(key)
-    const v = utf8(fragment.args[key]!)
-    checkText(`arg ${key}`, k)
-    checkText(`value of arg ${key}`, v)
-    strings.push(k, v)
-    size += 4 + k.length + v.length
+    add(`arg ${key}`, key)
+    add(`value of arg ${key}`, fragment.args[key]!)
   }
   const total = size + fragment.payload.length
   if (total > 0xffff_ffff) throw new RangeError(`a frame of ${total} bytes is over the 4 GiB the length holds`)
@@ -257,10 +250,10 @@ export const encodeHeader = (fragment: Fragment): Uint8Array => {
   putI64be(out, 12, fragment.fragPart)
   putI64be(out, 20, fragment.serial)
   let at = FIXED_HEADER_SIZE
-  for (let i = 0; i < STRING_FIELDS.length; i++) at = putText(out, at, strings[i]!)
+  for (let i = 0; i < STRING_FIELDS.length; i++) at = putText(out, at, texts[i]!)
   out[at++] = keys.length >>> 8
   out[at++] = keys.length
-  for (let i = STRING_FIELDS.length; i < strings.length; i++) at = putText(out, at, strings[i]!)
+  for (let i = STRING_FIELDS.length; i < texts.length; i++) at = putText(out, at, texts[i]!)
   return out
 }
 
@@ -271,11 +264,13 @@ const putU32 = (b: Uint8Array, o: number, v: number): void => {
   b[o + 3] = v
 }
 
-const putText = (out: Uint8Array, at: number, bytes: Uint8Array): number => {
-  out[at] = bytes.length >>> 8
-  out[at + 1] = bytes.length
-  out.set(bytes, at + 2)
-  return at + 2 + bytes.length
+const putText = (out: Uint8Array, at: number, text: string | Uint8Array): number => {
+  out[at] = text.length >>> 8
+  out[at + 1] = text.length
+  if (typeof text === "string") {
+    for (let i = 0; i < text.length; i++) out[at + 2 + i] = text.charCodeAt(i)
+  } else out.set(text, at + 2)
+  return at + 2 + text.length
 }
 
 /**
@@ -353,19 +348,17 @@ export const decode = (bytes: Uint8Array, limits?: Limits): Decoded<Fragment> =>
     const start = at + 2
     at = start + length
     if (length === 0) return ""
-    let ascii = ""
     for (let i = start; i < at; i++) {
-      const c = bytes[i]!
-      if (c > 0x7f) {
+      if (bytes[i]! > 0x7f || length > 4096) {
         try {
           return decoder.decode(bytes.subarray(start, at))
         } catch {
           return fail("circuit", "fragment", start, `${what} is not valid UTF-8`)
         }
       }
-      ascii += String.fromCharCode(c)
     }
-    return ascii
+    // Short and all ASCII (IDs, names): one call makes the string, with no decoder.
+    return String.fromCharCode.apply(null, bytes.subarray(start, at) as unknown as Array<number>)
   }
   const strings: Array<string> = []
   for (const field of STRING_FIELDS) {
@@ -456,5 +449,3 @@ export const empty: Fragment = {
   args: {},
   payload: new Uint8Array(0)
 }
-
-const EMPTY = new Uint8Array(0)

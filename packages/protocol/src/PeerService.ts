@@ -33,6 +33,7 @@ import * as Scope from "effect/Scope"
 import * as Address from "./Address.ts"
 import * as CircuitError from "./CircuitError.ts"
 import * as CircuitHost from "./internal/circuitHost.ts"
+import * as CircuitLink from "./internal/circuitLink.ts"
 import * as CircuitTls from "./internal/circuitTls.ts"
 import type * as Peer from "./Peer.ts"
 import type * as PeerIdentity from "./PeerIdentity.ts"
@@ -158,20 +159,28 @@ export const make = Effect.fn("PeerService.make")(function*(options: Options) {
   const parent = yield* Effect.scope
   const scope = yield* Scope.fork(parent)
   const runFork = Effect.runForkWith(services)
+  // Plain TCP links are driven by their sockets' events; other schemes (unix:, memory:) through the Transport.
   const connector: CircuitHost.Connector = options.security._tag === "Plaintext"
     ? {
       dial: (address) =>
-        Effect.mapError(transport.dial(address), (error) =>
-          CircuitError.make(
-            "connect",
-            new CircuitError.ConnectionLost({ address, detail: error.message })
-          )),
+        address.startsWith("tcp://")
+          ? CircuitLink.dial(CircuitLink.plain, address)
+          : Effect.mapBoth(transport.dial(address), {
+            onFailure: (error) =>
+              CircuitError.make("connect", new CircuitError.ConnectionLost({ address, detail: error.message })),
+            onSuccess: CircuitLink.fromConnection
+          }),
       listen: (address) =>
-        Effect.map(
-          Effect.mapError(transport.listen(address), (error) =>
-            CircuitError.make("listen", new CircuitError.InvalidArgument({ detail: error.message }))),
-          (listener) => ({ address: Address.format(listener.address), accept: listener.accept })
-        )
+        address.startsWith("tcp://")
+          ? CircuitLink.listen(CircuitLink.plain, address)
+          : Effect.mapBoth(transport.listen(address), {
+            onFailure: (error) =>
+              CircuitError.make("listen", new CircuitError.InvalidArgument({ detail: error.message })),
+            onSuccess: (listener) => ({
+              address: Address.format(listener.address),
+              accept: Effect.map(listener.accept, CircuitLink.fromConnection)
+            })
+          })
     }
     : CircuitTls.connector(options.security.identity, options.security.trust)
   const window = Math.max(options.window ?? 8 * 1024 * 1024, CircuitHost.INITIAL_WINDOW)

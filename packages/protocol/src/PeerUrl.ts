@@ -3,7 +3,8 @@
  * them (33 bytes from the CSPRNG, base64url without padding: 44 characters of `[A-Za-z0-9_-]`, so never a `/`).
  *
  * The network part is a `Transport` address (`tcp://host:port`, also `unix:` and `memory:` for local use); a URL
- * without a scheme is read as `tcp://`. An empty peerId (`tcp://host:port/service/`) asks the remote host to
+ * without a scheme is read as `tcp://`. A `unix:` path has slashes of its own, so there the service and IDs are
+ * taken from the end. An empty peerId (`tcp://host:port/service/`) asks the remote host to
  * start a new instance of the service. Parsing never throws.
  *
  * @since 0.1.0
@@ -82,15 +83,25 @@ const invalid = (input: string, reason: string): Result.Result<never, PeerUrlErr
  */
 export const parse = (input: string): Result.Result<PeerUrl, PeerUrlError> => {
   const text = /^[a-z]+:/.test(input) ? input : `tcp://${input}`
-  // The network part ends at the first "/" after the scheme's own slashes (unix paths are not routable here).
-  const schemeEnd = text.startsWith("tcp://") ? "tcp://".length : text.indexOf(":") + 1
-  const slash = text.indexOf("/", schemeEnd)
-  if (slash < 0) return invalid(input, "expected <address>/<service>/<peerId>")
-  const netText = text.slice(0, slash)
+  let netText: string
+  let segments: Array<string>
+  if (text.startsWith("tcp://")) {
+    // The network part ends at the first "/" after the scheme's own slashes.
+    const slash = text.indexOf("/", "tcp://".length)
+    if (slash < 0) return invalid(input, "expected <address>/<service>/<peerId>")
+    netText = text.slice(0, slash)
+    segments = text.slice(slash + 1).split("/")
+    if (segments.length > 3) return invalid(input, "too many path segments (at most service/peerId/circuitId)")
+  } else {
+    // A socket path has slashes of its own: the service and IDs are the last segments.
+    const parts = text.split("/")
+    const tail = parts.length >= 4 && isId(parts.at(-1)!) && isId(parts.at(-2)!) ? 3 : 2
+    if (parts.length <= tail) return invalid(input, "expected <address>/<service>/<peerId>")
+    netText = parts.slice(0, parts.length - tail).join("/")
+    segments = parts.slice(parts.length - tail)
+  }
   const address = Address.parse(netText)
   if (Result.isFailure(address)) return invalid(input, address.failure.reason)
-  const segments = text.slice(slash + 1).split("/")
-  if (segments.length > 3) return invalid(input, "too many path segments (at most service/peerId/circuitId)")
   const [service = "", peerId = "", circuitId = ""] = segments
   if (!isServiceName(service)) return invalid(input, `the service name ${JSON.stringify(service)} is not valid`)
   if (peerId !== "" && !isId(peerId)) return invalid(input, "the peerId is not a 44-character base64url ID")

@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Scope } from "effect"
 import { Deferred, Effect, Fiber, Stream } from "effect"
+import * as Os from "node:os"
 import { Circuit, CircuitError, PeerUrl, Transport } from "../src/index.ts"
 import { echoService, eventually, host, listening, securities, str, text } from "./utils/circuits.ts"
 
@@ -48,6 +49,16 @@ describe("PeerUrl (Test401)", () => {
     // Without a scheme it is read as tcp://; an empty peerId is allowed.
     const bare = PeerUrl.parse("127.0.0.1:80/echo/")
     assert.strictEqual(bare._tag === "Success" ? bare.success.netAddress : "", "tcp://127.0.0.1:80")
+    // A socket path keeps its slashes: service and IDs come from the end.
+    const unix = PeerUrl.parse(`unix:/run/t/x.sock/svc/${peerId}/${circuitId}`)
+    assert.deepStrictEqual(unix._tag === "Success" ? unix.success : undefined, {
+      netAddress: "unix:/run/t/x.sock",
+      service: "svc",
+      peerId,
+      circuitId
+    })
+    const unixPeer = PeerUrl.parse("unix:/run/t/x.sock/svc/")
+    assert.strictEqual(unixPeer._tag === "Success" ? unixPeer.success.netAddress : "", "unix:/run/t/x.sock")
     assert.strictEqual(peerId.length, 44)
     assert.match(peerId, /^[A-Za-z0-9_-]{44}$/)
     for (const bad of ["tcp://h:1", "tcp://h:1/", "tcp://h:1/s/short", `tcp://h:1/s//${circuitId}`, "ftp://x/s/"]) {
@@ -382,6 +393,25 @@ for (const mode of securities) {
       })))
   })
 }
+
+describe("plaintext over other transports", () => {
+  for (const address of ["memory:circuits-test", `unix:${Os.tmpdir()}/tessera-circuits-${process.pid}.sock`]) {
+    it.live(`echoes and closes over ${address.split(":")[0]} (through the Transport)`, () =>
+      live(Effect.gen(function*() {
+        const server = yield* host("tcp", 0)
+        yield* server.register("echo", echoService())
+        const bound = yield* server.listen(address)
+        const client = yield* host("tcp", 1)
+        yield* client.register("c", () => Effect.never)
+        const me = yield* client.startLocalPeer("c")
+        const circuit = yield* me.openCircuit(`${bound}/echo/`, { fragment: { subject: "echo request" } })
+        assert.strictEqual((yield* circuit.read).subject, "echo reply")
+        yield* circuit.close()
+        const echo = server.localPeers("echo")[0]!
+        yield* eventually(() => echo.openCircuitCount() === 0)
+      })))
+  }
+})
 
 describe("circuit errors", () => {
   it.live("a send after close fails with the close reason; user args may not start with #", () =>

@@ -27,8 +27,8 @@ import { validate } from "../Circuit.ts"
 import * as CircuitError from "../CircuitError.ts"
 import type * as Peer from "../Peer.ts"
 import * as PeerUrl from "../PeerUrl.ts"
-import type * as Transport from "../Transport.ts"
 import type * as TransportError from "../TransportError.ts"
+import type { Link } from "./circuitLink.ts"
 import { Inbox, Outbox, type OutFrame } from "./circuitQueues.ts"
 
 const Kind = CircuitFragment.Kind
@@ -41,9 +41,9 @@ const MAX_WINDOW = 1024 * 1024 * 1024
 
 /** Opens connections for a host: plaintext through the `Transport`, or TLS. */
 export interface Connector {
-  readonly dial: (address: string) => Effect.Effect<Transport.Connection, CircuitError.CircuitError, Scope.Scope>
+  readonly dial: (address: string) => Effect.Effect<Link, CircuitError.CircuitError, Scope.Scope>
   readonly listen: (address: string) => Effect.Effect<
-    { readonly address: string; readonly accept: Effect.Effect<Transport.Connection, unknown, Scope.Scope> },
+    { readonly address: string; readonly accept: Effect.Effect<Link, unknown, Scope.Scope> },
     CircuitError.CircuitError,
     Scope.Scope
   >
@@ -503,7 +503,7 @@ class PeerImpl implements Peer.LocalPeer {
 
 class Wire {
   readonly host: Host
-  readonly connection: Transport.Connection
+  readonly connection: Link
   readonly scope: Scope.Closeable
   /** The address this wire was dialled to (empty for an accepted one). */
   readonly dialed: string
@@ -514,7 +514,7 @@ class Wire {
   readonly #acks = new Map<string, Deferred.Deferred<CircuitFragment.Fragment, CircuitError.CircuitError>>()
   #failed = false
 
-  constructor(host: Host, connection: Transport.Connection, scope: Scope.Closeable, dialed: string) {
+  constructor(host: Host, connection: Link, scope: Scope.Closeable, dialed: string) {
     this.host = host
     this.connection = connection
     this.scope = scope
@@ -582,71 +582,80 @@ class Wire {
   readonly flush: Effect.Effect<void, CircuitError.CircuitError> = Effect.suspend(() => {
     const outbox = this.outbox
     if (!outbox.tryAcquire()) return Effect.void
-    const loop: Effect.Effect<void, CircuitError.CircuitError> = Effect.suspend(() => {
-      const chunks = outbox.takeChunks()
-      if (chunks === undefined) return Effect.void
-      return Effect.flatMap(
-        Effect.mapError(this.connection.write(chunks), (error) => this.#lost(error)),
-        () => loop
-      )
-    })
-    return Effect.ensuring(loop, Effect.sync(() => outbox.release()))
+    const waiting = this.#pump()
+    if (waiting === undefined) {
+      outbox.release()
+      return Effect.void
+    }
+    return Effect.ensuring(waiting, Effect.sync(() => outbox.release()))
   })
+
+  /**
+   * Writes while the link takes the bytes at once (it returns the `Effect.void` constant then), all in this
+   * step; `undefined` when everything is written, else the wait for a full link and the rest after it.
+   */
+  #pump(): Effect.Effect<void, CircuitError.CircuitError> | undefined {
+    while (true) {
+      const chunks = this.outbox.takeChunks()
+      if (chunks === undefined) return undefined
+      const written = this.connection.write(chunks)
+      if (written !== Effect.void) {
+        return Effect.flatMap(
+          Effect.mapError(written, (error) => this.#lost(error)),
+          () => this.#pump() ?? Effect.void
+        )
+      }
+    }
+  }
 
   /** Writes what the reader queued (acks, window updates, ends) when no sender is writing. */
   readonly writer: Effect.Effect<void> = Effect.suspend(() =>
     Effect.forever(Effect.flatMap(this.outbox.waitWork, () => this.flush))
   ).pipe(Effect.ignore)
 
-  readonly reader: Effect.Effect<void> = Effect.gen({ self: this }, function*() {
+  /** Parses what arrives and routes every frame as soon as it is complete, without ever waiting. */
+  readonly reader: Effect.Effect<void> = Effect.suspend(() => {
     const parser = CircuitFragment.makeParser({ maxPayload: this.host.options.maxPayload })
-    while (true) {
-      const exit = yield* Effect.exit(this.connection.read)
-      if (Exit.isFailure(exit)) {
-        const error = Cause.findErrorOption(exit.cause)
-        const detail = error._tag === "Some" && !Cause.isDone(error.value)
-          ? error.value.message
-          : "the remote side ended the connection"
-        return this.fail(new CircuitError.ConnectionLost({ address: this.connection.remoteAddress, detail }))
-      }
-      for (const chunk of exit.value) {
+    return Effect.map(
+      this.connection.receive((chunk) => {
+        if (this.#failed) return
         const parsed = parser.push(chunk)
         if (Result.isFailure(parsed)) {
           return this.fail(new CircuitError.ProtocolViolation({ detail: parsed.failure.message }))
         }
         for (const fragment of parsed.success) {
           if (this.#failed) return
-          yield* this.#dispatch(fragment)
+          this.#dispatch(fragment)
         }
-      }
-      if (this.#failed) return
-    }
+      }),
+      (detail) => this.fail(new CircuitError.ConnectionLost({ address: this.connection.remoteAddress, detail }))
+    )
   })
 
-  #dispatch(fragment: CircuitFragment.Fragment): Effect.Effect<void> {
+  #dispatch(fragment: CircuitFragment.Fragment): void {
     switch (fragment.kind) {
       case Kind.Traffic:
       case Kind.TrafficWithServiceFallback:
       case Kind.Error: {
         // Traffic for a circuit closed here is expected (it crossed our end) and needs nothing.
         this.circuits.get(fragment.circuitId)?.deliver(fragment)
-        return Effect.void
+        return
       }
       case Kind.WindowUpdate: {
         const circuit = this.circuits.get(fragment.circuitId)
-        if (circuit === undefined) return Effect.void
+        if (circuit === undefined) return
         if (!(fragment.fragPart > 0 && fragment.fragPart <= MAX_WINDOW)) {
           circuit.finish(new CircuitError.ProtocolViolation({ detail: `window update of ${fragment.fragPart}` }), true)
         } else circuit.addCredit(fragment.fragPart)
-        return Effect.void
+        return
       }
       case Kind.EndCircuit: {
         this.circuits.get(fragment.circuitId)?.finish(new CircuitError.RemoteClose({ detail: fragment.err }), false)
-        return Effect.void
+        return
       }
       case Kind.FromIsShutdown: {
         this.host.peers.get(fragment.toPeerId)?.remotes.delete(fragment.fromPeerId)
-        return Effect.void
+        return
       }
       case Kind.EstablishedAck: {
         const circuit = this.circuits.get(fragment.circuitId)
@@ -665,14 +674,14 @@ class Wire {
         }
         const waiter = this.#acks.get(fragment.circuitId)
         if (waiter !== undefined) Deferred.doneUnsafe(waiter, Exit.succeed(fragment))
-        return Effect.void
+        return
       }
       case Kind.PeerStart:
-        return Effect.sync(() => this.#peerStart(fragment))
+        return this.#peerStart(fragment)
       case Kind.StartCircuit:
       case Kind.StartCircuitTakeToId:
       case Kind.StartCircuitAtMostOne:
-        return Effect.sync(() => this.#startCircuit(fragment))
+        return this.#startCircuit(fragment)
     }
   }
 
@@ -888,7 +897,7 @@ export class Host {
   }
 
   /** Wraps a connection in a wire and starts its reader and writer. */
-  attach(connection: Transport.Connection, scope: Scope.Closeable, dialed: string): Wire {
+  attach(connection: Link, scope: Scope.Closeable, dialed: string): Wire {
     const wire = new Wire(this, connection, scope, dialed)
     this.wires.add(wire)
     this.run(Effect.forkIn(wire.reader, scope))

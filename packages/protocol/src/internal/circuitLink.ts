@@ -1,0 +1,221 @@
+/**
+ * What a circuit connection runs on: a byte link whose received bytes are pushed to the frame reader as they
+ * arrive. TCP (plain or TLS) sockets are driven straight from their 'data' events, so a fragment is routed to
+ * its circuit in the same event-loop turn it arrived in, as other multiplexers do; any other
+ * `Transport.Connection` (Unix, memory) is pulled by a fiber. The reader never needs to stop a socket: flow
+ * control bounds what each circuit may have in flight.
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Net from "node:net"
+import * as Address from "../Address.ts"
+import * as CircuitError from "../CircuitError.ts"
+import type { Connection } from "../Transport.ts"
+import * as TransportError from "../TransportError.ts"
+import * as defaults from "./defaults.ts"
+
+/** A connection as the circuit machinery uses it. */
+export interface Link {
+  readonly remoteAddress: string
+  readonly localAddress: string
+  /**
+   * Sends the chunks in order; completes when accepted, waiting for the OS buffer to drain when it is full. A
+   * link that hands the bytes over during the call itself returns the `Effect.void` constant when no wait is
+   * needed, which lets the writer go on without an Effect step.
+   */
+  readonly write: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, TransportError.TransportError>
+  readonly close: Effect.Effect<void>
+  /** Delivers every received chunk to `onData`, in order, until the link ends; then says why. */
+  readonly receive: (onData: (chunk: Uint8Array) => void) => Effect.Effect<string>
+}
+
+/** A `Transport.Connection` as a link, pulled by the calling fiber. */
+export const fromConnection = (connection: Connection): Link => ({
+  remoteAddress: connection.remoteAddress,
+  localAddress: connection.localAddress,
+  write: (chunks) => connection.write(chunks),
+  close: connection.close,
+  receive: (onData) =>
+    Effect.gen(function*() {
+      while (true) {
+        const exit = yield* Effect.exit(connection.read)
+        if (Exit.isFailure(exit)) {
+          const error = Cause.findErrorOption(exit.cause)
+          return error._tag === "Some" && !Cause.isDone(error.value)
+            ? error.value.message
+            : "the remote side ended the connection"
+        }
+        for (const chunk of exit.value) onData(chunk)
+      }
+    })
+})
+
+const tcpName = (host: string | undefined, port: number | undefined): string =>
+  host === undefined || port === undefined ? "tcp://unknown" : Address.format(Address.tcp(host, port))
+
+/** A connected socket as a link; closing the scope destroys it. */
+export const fromSocket = (socket: Net.Socket): Effect.Effect<Link, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync((): Link => {
+      const remoteAddress = tcpName(socket.remoteAddress, socket.remotePort)
+      let failure: TransportError.TransportError | undefined
+      let ended: string | undefined
+      const closed = () => failure ?? TransportError.make(remoteAddress, new TransportError.Closed())
+      socket.on("error", (cause: Error) => {
+        failure ??= TransportError.make(remoteAddress, new TransportError.Io({ operation: "write", cause }))
+        ended ??= cause.message
+      })
+      socket.on("end", () => {
+        ended ??= "the remote side ended the connection"
+      })
+      const drained = Effect.callback<void, TransportError.TransportError>((resume) => {
+        if (socket.destroyed) return resume(Effect.fail(closed()))
+        const onDrain = () => {
+          socket.off("close", onClose)
+          resume(Effect.void)
+        }
+        const onClose = () => {
+          socket.off("drain", onDrain)
+          resume(Effect.fail(closed()))
+        }
+        socket.once("drain", onDrain)
+        socket.once("close", onClose)
+        return Effect.sync(() => {
+          socket.off("drain", onDrain)
+          socket.off("close", onClose)
+        })
+      })
+      return {
+        remoteAddress,
+        localAddress: tcpName(socket.localAddress, socket.localPort),
+        // The bytes are handed to the socket when `write` is called; the effect is only the wait for room.
+        write: (chunks) => {
+          if (socket.destroyed || socket.writableEnded) return Effect.fail(closed())
+          let accepted = true
+          socket.cork()
+          for (const chunk of chunks) accepted = socket.write(chunk)
+          socket.uncork()
+          return accepted ? Effect.void : drained
+        },
+        close: Effect.sync(() => socket.destroy()),
+        receive: (onData) =>
+          Effect.callback<string>((resume) => {
+            const onClose = () => resume(Effect.succeed(ended ?? "the connection was closed"))
+            socket.on("data", onData)
+            socket.once("close", onClose)
+            if (socket.destroyed) onClose()
+            else socket.resume()
+            return Effect.sync(() => {
+              socket.off("data", onData)
+              socket.off("close", onClose)
+            })
+          })
+      }
+    }),
+    (link) => link.close
+  )
+
+/** How a TCP family makes its sockets: plain `node:net`, or TLS. */
+export interface Sockets {
+  /** Starts a connection; `ready` is the event that says it can be used. */
+  readonly connect: (address: Address.Tcp) => { readonly socket: Net.Socket; readonly ready: string }
+  /** A server whose `event` hands out sockets ready to use. */
+  readonly server: () => { readonly server: Net.Server; readonly event: string }
+  /** Whether an accepted or connected socket may be used (`undefined`), else why not. */
+  readonly check: (socket: Net.Socket, address: string) => string | undefined
+}
+
+const DIAL_TIMEOUT = Duration.seconds(10)
+
+const tcpAddress = (operation: string, input: string): Effect.Effect<Address.Tcp, CircuitError.CircuitError> => {
+  const parsed = Address.parse(input)
+  return parsed._tag === "Success" && parsed.success._tag === "Tcp"
+    ? Effect.succeed(parsed.success)
+    : Effect.fail(CircuitError.make(
+      operation,
+      new CircuitError.InvalidArgument({ detail: `expected a tcp://host:port address, got ${JSON.stringify(input)}` })
+    ))
+}
+
+/** Dials a TCP link; a refused check destroys the socket and fails with `Untrusted`. */
+export const dial = (sockets: Sockets, input: string): Effect.Effect<Link, CircuitError.CircuitError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const address = yield* tcpAddress("connect", input)
+    const lost = (detail: string) =>
+      CircuitError.make("connect", new CircuitError.ConnectionLost({ address: input, detail }))
+    const connected = yield* Effect.callback<Net.Socket, CircuitError.CircuitError>((resume) => {
+      const { socket, ready } = sockets.connect(address)
+      socket.setNoDelay(true)
+      socket.once("error", (cause: Error) => resume(Effect.fail(lost(cause.message))))
+      socket.once(ready, () => {
+        const refused = sockets.check(socket, input)
+        if (refused !== undefined) {
+          socket.destroy()
+          return resume(Effect.fail(CircuitError.make("connect", new CircuitError.Untrusted({ detail: refused }))))
+        }
+        socket.removeAllListeners("error")
+        // Nothing is read until the link's reader is attached.
+        socket.pause()
+        resume(Effect.succeed(socket))
+      })
+      return Effect.sync(() => socket.destroy())
+    }).pipe(Effect.timeoutOrElse({ duration: DIAL_TIMEOUT, orElse: () => Effect.fail(lost("connect timed out")) }))
+    return yield* fromSocket(connected)
+  })
+
+/** Listens for TCP links until the scope closes; sockets that fail the check are destroyed at once. */
+export const listen = (sockets: Sockets, input: string) =>
+  Effect.gen(function*() {
+    const address = yield* tcpAddress("listen", input)
+    const pending = yield* Queue.bounded<Net.Socket, TransportError.TransportError>(defaults.BACKLOG)
+    const { server, event } = sockets.server()
+    yield* Effect.acquireRelease(
+      Effect.callback<void, CircuitError.CircuitError>((resume) => {
+        server.once("error", (cause: Error) =>
+          resume(Effect.fail(
+            CircuitError.make("listen", new CircuitError.InvalidArgument({ detail: `${input}: ${cause.message}` }))
+          )))
+        server.listen({ host: address.host, port: address.port, backlog: defaults.BACKLOG }, () => {
+          server.removeAllListeners("error")
+          // Errors after binding concern one connection (e.g. a failed handshake) and are handled there.
+          server.on("error", () => {})
+          resume(Effect.void)
+        })
+      }),
+      () =>
+        Effect.sync(() => {
+          server.close()
+          for (let taken = Queue.takeUnsafe(pending); taken !== undefined; taken = Queue.takeUnsafe(pending)) {
+            if (Exit.isSuccess(taken)) taken.value.destroy()
+            else break
+          }
+          Queue.failCauseUnsafe(pending, Cause.fail(TransportError.make(input, new TransportError.Closed())))
+        })
+    )
+    server.on("tlsClientError", () => {})
+    server.on(event, (socket: Net.Socket) => {
+      socket.on("error", () => {})
+      socket.setNoDelay(true)
+      if (sockets.check(socket, tcpName(socket.remoteAddress, socket.remotePort)) !== undefined) {
+        return socket.destroy()
+      }
+      socket.pause()
+      if (!Queue.offerUnsafe(pending, socket)) socket.destroy()
+    })
+    const bound = server.address() as Net.AddressInfo
+    const accept: Effect.Effect<Link, TransportError.TransportError, Scope.Scope> = Effect.uninterruptibleMask((
+      restore
+    ) => Effect.flatMap(restore(Queue.take(pending)), fromSocket))
+    return { address: Address.format(Address.tcp(address.host, bound.port)), accept }
+  })
+
+/** Plain TCP sockets. */
+export const plain: Sockets = {
+  connect: (address) => ({ socket: Net.connect({ host: address.host, port: address.port }), ready: "connect" }),
+  server: () => ({ server: Net.createServer({ pauseOnConnect: true }), event: "connection" }),
+  check: () => undefined
+}
