@@ -12,7 +12,9 @@
  * Transmission: `READ`, `WRITE`, `FLUSH`, `TRIM`, `WRITE_ZEROES`, `CACHE`, `BLOCK_STATUS` and `DISC`.
  * Requests are handled concurrently and answered as they complete (the cookie pairs them), so a slow read does
  * not hold back the others; at most `maxInFlight` requests and `maxInFlightBytes` of read or write data are in
- * hand per connection, beyond which the server stops reading from the socket until some are answered. Every
+ * hand per connection, and at most 8 MiB of replies not yet handed to the OS, beyond which the server stops
+ * reading from the socket until some are answered (so a client that does not read its replies stops itself).
+ * Replies made in one turn of the event loop leave in one gather write; READ buffers are reused. Every
  * request is checked before it touches the device: flags the command does not take, a length over the
  * export's maximum payload, `BLOCK_STATUS` without a negotiated context or of length 0, and an unknown command
  * get `NBD_EINVAL`; a range past the end gets `NBD_ENOSPC` for `WRITE`, `WRITE_ZEROES` and `TRIM` and
