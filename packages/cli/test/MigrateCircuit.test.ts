@@ -110,7 +110,7 @@ describe("tessera migrate --via-circuit", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const source = `file:${dir}/r.img`
-      yield* create(source, "48MiB", "circuit-resume")
+      yield* create(source, "96MiB", "circuit-resume")
       const server = yield* start([
         "migrate",
         "serve",
@@ -136,7 +136,7 @@ describe("tessera migrate --via-circuit", () => {
         "--device",
         `file:${dir}/r.out`
       ])
-      yield* server.waitFor((line) => line.event === "progress" && Number(line.migrated) > 50)
+      yield* server.waitFor((line) => line.event === "progress" && Number(line.migrated) > 20)
       network.drop()
       const [served, received] = yield* Effect.all([server.exit, client.exit], { concurrency: 2 })
       assert.strictEqual(served.code, 0, served.stderr)
