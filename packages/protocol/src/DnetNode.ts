@@ -9,7 +9,10 @@
  * ignored), READ (`check_get_size`: an offset at or past the end succeeds with no data), DEL, LIST (the ids
  * held, Era A style), STAT, STAT_COUNT, STATUS, READ_RANGE / DEL_RANGE (LIMIT, NODATA), BULK_READ, AUTH,
  * NOTIFY, JOIN, ROUTE_LIST, REVERSE_LOOKUP. EXEC is refused with -ENOTSUP (no remote execution), and so is a
- * STATUS asking the node to exit. Column `type` must be 0 (-1 too for DEL): other columns are -ENOTSUP.
+ * STATUS asking the node to exit. Column `type` must be 0 (-1 too for DEL): other columns are -ENOTSUP. With an
+ * `authCookie`, JOIN and STATUS changes need a successful AUTH on the connection first (-EPERM otherwise). A
+ * NOTIFY subscription keeps its transaction open: every later WRITE or DEL of the key sends it a NOTIFY reply
+ * (`dnet_io_notification`, with MORE); unsubscribing (attribute flags not 0) ends it with its ACK.
  *
  * Bad input. A header announcing more than `maxPacketSize` bytes closes the connection before any of it is
  * buffered (past it the stream cannot be followed). A packet whose attributes do not parse, a WRITE whose
