@@ -10,10 +10,10 @@ export interface Run {
   readonly stderr: string
 }
 
-/** Runs `tessera` as a real process on the current Node, feeding `input` on stdin; killed after 20 s. */
+/** Runs `tessera` as a real process on the current Node, feeding `input` on stdin; killed after 60 s. */
 export const tessera = (args: ReadonlyArray<string>, input?: Uint8Array | string): Effect.Effect<Run> =>
   Effect.callback<Run>((resume) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ["pipe", "pipe", "pipe"], timeout: 20_000 })
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ["pipe", "pipe", "pipe"], timeout: 60_000 })
     const out: Array<Buffer> = []
     const err: Array<Buffer> = []
     child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
@@ -72,7 +72,7 @@ export const start = (args: ReadonlyArray<string>, millis = 60_000) =>
       )
       return {
         child,
-        waitFor: (match, wait = 20_000) =>
+        waitFor: (match, wait = 60_000) =>
           Effect.callback<Record<string, unknown>, Error>((resume) => {
             const check = () => {
               const found = lines.find(match)

@@ -2,8 +2,8 @@
  * A device's schema as it travels in a device group (Silo's `DevInfo.Schema` inside DeviceGroupInfo): one HCL
  * `device "<name>" { … }` block. `encode` writes it the way Silo's encoder lays it out (every attribute, zero
  * values included, `=` signs aligned, two-space indent) so Silo's decoder takes it; `parse` reads any HCL with
- * an HCL parser (`@cdktf/hcl2json`), so layout, comments and attribute order do not matter, and insists on
- * exactly one device block.
+ * an HCL parser (`@cdktf/hcl2json`, loaded on first use), so layout, comments and attribute order do not
+ * matter, and insists on exactly one device block.
  *
  * Sizes are Silo's byte syntax: an optional suffix `b`, `k`, `m` or `g` (powers of 1024) after a whole number,
  * case-insensitive; `""` is 0. Attributes this port does not use (sync, source, writecache…) are kept in
@@ -11,7 +11,6 @@
  *
  * @since 0.1.0
  */
-import { parse as parseHcl } from "@cdktf/hcl2json"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -118,6 +117,15 @@ export const encode = (schema: DeviceSchema): string => {
 }
 
 const fail = (detail: string) => Effect.fail(new DeviceSchemaError({ detail }))
+
+/**
+ * The HCL parser, loaded on first use: it is a Go WebAssembly instance that costs about 0.1-0.2 s of start-up
+ * and 58 MiB of memory, which every process importing this module (a migration source, the CLI) would pay
+ * for nothing; only a destination parses schemas.
+ */
+let hclParser: Promise<typeof import("@cdktf/hcl2json")> | undefined
+const parseHcl = (name: string, text: string): Promise<Record<string, unknown>> =>
+  (hclParser ??= import("@cdktf/hcl2json")).then((hcl) => hcl.parse(name, text))
 
 /**
  * Parses HCL text holding exactly one `device` block.
