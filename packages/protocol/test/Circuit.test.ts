@@ -394,6 +394,32 @@ for (const mode of securities) {
   })
 }
 
+describe("a circuit to a PeerID that is gone", () => {
+  it.live("starts a fresh instance and tags the opening fragment with the old and new IDs", () =>
+    live(Effect.gen(function*() {
+      const server = yield* listening("tcp")
+      const got: Array<Circuit.Circuit> = []
+      yield* server.service.register(
+        "svc",
+        (_peer, incoming) => Stream.runForEach(incoming, (c) => Effect.sync(() => got.push(c)))
+      )
+      const old = yield* server.service.startLocalPeer("svc")
+      const oldUrl = old.url
+      yield* old.close()
+      const client = yield* host("tcp", 1)
+      yield* client.register("c", () => Effect.never)
+      const me = yield* client.startLocalPeer("c")
+      const circuit = yield* me.openCircuit(oldUrl, { fragment: { subject: "hello?" } })
+      assert.notStrictEqual(circuit.remote.peerId, old.id)
+      yield* eventually(() => got.length === 1)
+      const first = yield* got[0]!.read
+      assert.strictEqual(first.subject, "hello?")
+      assert.strictEqual(Circuit.sysArg(first, "oldPeerID"), old.id)
+      assert.strictEqual(Circuit.sysArg(first, "newPeerID"), circuit.remote.peerId)
+      assert.isTrue(Circuit.sysArg(first, "newPeerURL")!.endsWith(`/svc/${circuit.remote.peerId}`))
+    })))
+})
+
 describe("plaintext over other transports", () => {
   for (const address of ["memory:circuits-test", `unix:${Os.tmpdir()}/tessera-circuits-${process.pid}.sock`]) {
     it.live(`echoes and closes over ${address.split(":")[0]} (through the Transport)`, () =>
