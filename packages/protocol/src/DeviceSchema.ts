@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import type * as Hcl from "@cdktf/hcl2json"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -123,7 +124,7 @@ const fail = (detail: string) => Effect.fail(new DeviceSchemaError({ detail }))
  * and 58 MiB of memory, which every process importing this module (a migration source, the CLI) would pay
  * for nothing; only a destination parses schemas.
  */
-let hclParser: Promise<typeof import("@cdktf/hcl2json")> | undefined
+let hclParser: Promise<typeof Hcl> | undefined
 const parseHcl = (name: string, text: string): Promise<Record<string, unknown>> =>
   (hclParser ??= import("@cdktf/hcl2json")).then((hcl) => hcl.parse(name, text))
 
