@@ -164,6 +164,19 @@ for (const mode of securities) {
         yield* Deferred.await(stopped)
         assert.isTrue(peer.isClosed())
         assert.strictEqual(server.localPeers("svc").length, 0)
+        // Closing a peer closes its circuits, on the remote side too; the remote peer stays up.
+        const remote = yield* listening(mode, 1)
+        const got = collecting()
+        yield* remote.service.register("far", got.fn)
+        const near = yield* server.startLocalPeer("svc")
+        const circuits = yield* Effect.forEach([1, 2], () => near.openCircuit(`${remote.address}/far/`))
+        yield* eventually(() => got.circuits.length === 2)
+        yield* near.close()
+        for (const c of circuits) assert.strictEqual((yield* c.closed)._tag, "PeerClosed")
+        for (const c of got.circuits) {
+          assert.strictEqual((yield* c.closed.pipe(Effect.timeout("2 seconds")))._tag, "RemoteClose")
+        }
+        assert.isFalse(remote.service.localPeers("far")[0]!.isClosed())
         // A function that returns closes its peer.
         yield* server.register("brief", () => Effect.sleep(20))
         const brief = yield* server.startLocalPeer("brief")
