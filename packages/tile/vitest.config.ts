@@ -5,7 +5,9 @@ export default defineProject({
     name: "tile",
     include: ["test/**/*.test.ts"],
     setupFiles: ["../../vitest.setup.ts"],
-    sequence: { concurrent: true },
-    testTimeout: 30_000
+    // The grid simulations are synchronous: run side by side their times would only add up against each
+    // test's timeout, so tests run one after another.
+    sequence: { concurrent: false },
+    testTimeout: 60_000
   }
 })
