@@ -291,8 +291,13 @@ export const make = Effect.fn("DnetClient.make")(function*(
       })
     })
 
-  const request: DnetClient["request"] = (node, packet) =>
-    Effect.flatMap(linkTo(node), (link) => link.request(packet, requestOptions))
+  const request: DnetClient["request"] = (node, packet) => {
+    // The connection is there almost always: use it without an extra step.
+    const known = links.get(node)
+    return known !== undefined && known.isOpen()
+      ? known.request(packet, requestOptions)
+      : Effect.flatMap(linkTo(node), (link) => link.request(packet, requestOptions))
+  }
 
   const call = (node: string, command: string, packet: Link.Outgoing) =>
     Effect.flatMap(request(node, packet), (replies) => checked(node, command, replies))
@@ -358,40 +363,61 @@ export const make = Effect.fn("DnetClient.make")(function*(
       : Effect.forEach(groups, one, { concurrency: "unbounded" })
   }
 
-  const writeGroup = (key: Uint8Array, data: Uint8Array, group: number, node: string, options: WriteOptions) =>
-    Effect.gen(function*() {
-      const base = options.offset ?? 0
+  /** One WRITE of `piece` at `at` (relative to the write's offset), answered by the node's file info. */
+  const writePiece = (
+    key: Uint8Array,
+    piece: Uint8Array,
+    at: number,
+    group: number,
+    node: string,
+    options: WriteOptions
+  ) => {
+    // Later pieces continue the object: appended, or written in place after the earlier ones.
+    const append = options.append === true
+    return Effect.flatMap(
+      call(node, "WRITE", {
+        id: { id: key, groupId: group, type: 0 },
+        flags: CmdFlags.NEED_ACK,
+        status: 0,
+        attrs: [{
+          cmd: Command.WRITE,
+          flags: 0,
+          io: ioOf(key, {
+            flags: append ? IoFlags.APPEND : 0,
+            offset: append ? 0 : (options.offset ?? 0) + at,
+            size: piece.length
+          }),
+          data: piece
+        }]
+      }),
+      (replies) => storedOf(node, "WRITE", replies)
+    )
+  }
+
+  const writeGroup = (key: Uint8Array, data: Uint8Array, group: number, node: string, options: WriteOptions) => {
+    if (data.length <= maxWrite) return writePiece(key, data, 0, group, node, options)
+    return Effect.gen(function*() {
       let stored: Stored | undefined
-      for (let at = 0; at === 0 || at < data.length; at += maxWrite) {
-        const piece = data.subarray(at, Math.min(data.length, at + maxWrite))
-        // Later pieces continue the object: appended, or written in place after the earlier ones.
-        const append = options.append === true
-        const replies = yield* call(node, "WRITE", {
-          id: { id: key, groupId: group, type: 0 },
-          flags: CmdFlags.NEED_ACK,
-          status: 0,
-          attrs: [{
-            cmd: Command.WRITE,
-            flags: 0,
-            io: ioOf(key, {
-              flags: append ? IoFlags.APPEND : 0,
-              offset: append ? 0 : base + at,
-              size: piece.length
-            }),
-            data: piece
-          }]
-        })
-        stored = yield* storedOf(node, "WRITE", replies)
+      for (let at = 0; at < data.length; at += maxWrite) {
+        stored = yield* writePiece(
+          key,
+          data.subarray(at, Math.min(data.length, at + maxWrite)),
+          at,
+          group,
+          node,
+          options
+        )
       }
       return stored!
     })
+  }
 
   const write: DnetClient["write"] = (key, data, writeOptions = {}) =>
     perGroup(key, groupsOf(writeOptions.groups), (group, node) => writeGroup(key, data, group, node, writeOptions))
 
   const readGroup = (key: Uint8Array, group: number, node: string, readOptions: ReadOptions) =>
-    Effect.gen(function*() {
-      const replies = yield* call(node, "READ", {
+    Effect.map(
+      call(node, "READ", {
         id: { id: key, groupId: group, type: 0 },
         flags: CmdFlags.NEED_ACK,
         status: 0,
@@ -401,14 +427,15 @@ export const make = Effect.fn("DnetClient.make")(function*(
           io: ioOf(key, { offset: readOptions.offset ?? 0, size: readOptions.size ?? 0 }),
           data: EMPTY
         }]
-      })
-      const pieces: Array<Uint8Array> = []
-      for (const packet of replies) {
-        for (const attr of packet.attrs) if (attr.cmd === Command.READ) pieces.push(attr.data)
+      }),
+      (replies) => {
+        const pieces: Array<Uint8Array> = []
+        for (const packet of replies) {
+          for (const attr of packet.attrs) if (attr.cmd === Command.READ) pieces.push(attr.data)
+        }
+        return pieces.length === 1 ? pieces[0]! : new Uint8Array(Buffer.concat(pieces))
       }
-      if (pieces.length === 1) return pieces[0]!
-      return new Uint8Array(Buffer.concat(pieces))
-    })
+    )
 
   const read: DnetClient["read"] = (key, readOptions = {}) =>
     Effect.suspend(() => {

@@ -435,9 +435,15 @@ export const make = Effect.fn("DnetNode.make")(function*(
     io: IoAttrT,
     bytes: Uint8Array,
     alwaysMore: boolean
-  ) =>
-    Effect.gen(function*() {
-      const id: Id = { id: io.id, groupId: request.id.groupId, type: request.id.type }
+  ): Effect.Effect<void> => {
+    const id: Id = { id: io.id, groupId: request.id.groupId, type: request.id.type }
+    if (bytes.length <= maxReplyData) {
+      // The usual case: one reply (none for an empty read, which succeeds with no data).
+      return bytes.length === 0
+        ? Effect.void
+        : reply(session, request, Command.READ, attrFlags, bytes, alwaysMore, { ...io, size: bytes.length }, id)
+    }
+    return Effect.gen(function*() {
       for (let at = 0; at < bytes.length; at += maxReplyData) {
         const piece = bytes.subarray(at, Math.min(bytes.length, at + maxReplyData))
         const last = at + piece.length >= bytes.length
@@ -448,6 +454,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
         }, id)
       }
     })
+  }
 
   const notify = (key: Uint8Array, io: IoAttrT) =>
     Effect.suspend(() => {
@@ -528,40 +535,51 @@ export const make = Effect.fn("DnetNode.make")(function*(
           if (info.size === 0) return yield* fail(Errno.ENOENT)
           yield* reply(session, request, cmd, attr.flags, concat([selfAddrAttr, fileInfoOf(info)]), false)
         })
-      case Command.WRITE:
-        return Effect.gen(function*() {
-          if (io!.size !== attr.data.length) return yield* malformed
-          const refused = refusal(request, true)
-          if (refused !== 0) return yield* Effect.fail(new Failed(refused))
-          if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return yield* fail(Errno.ENOTSUP)
-          // The file-info reply is the final one (§3.1): NEED_ACK comes back only if the write fails.
-          const wantedAck = needsAck(request.flags)
-          request.flags &= ~CmdFlags.NEED_ACK
-          const info = yield* lockFor(request, io!.id, writeObject(io!, attr.data)).pipe(
-            Effect.tapError(() =>
-              Effect.sync(() => {
-                if (wantedAck) request.flags |= CmdFlags.NEED_ACK
-              })
-            )
-          )
-          yield* reply(
-            session,
-            request,
-            cmd,
-            attr.flags | AttrFlags.NOCSUM,
-            concat([selfAddrAttr, fileInfoOf(info)]),
-            false
-          )
-          yield* notify(io!.id, { ...io!, size: attr.data.length })
-        })
-      case Command.READ:
-        return Effect.gen(function*() {
-          if (request.id.groupId !== group) return yield* fail(Errno.ENXIO)
-          if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return yield* fail(Errno.ENOTSUP)
-          const bytes = yield* storage(store.read(io!.id, io!.offset, io!.size))
-          if ((io!.flags & IoFlags.SKIP_SENDING) !== 0) return
-          yield* sendRead(session, request, attr.flags, io!, bytes, false)
-        })
+      case Command.WRITE: {
+        if (io!.size !== attr.data.length) return malformed
+        const refused = refusal(request, true)
+        if (refused !== 0) return Effect.fail(new Failed(refused))
+        if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return fail(Errno.ENOTSUP)
+        // The file-info reply is the final one (§3.1): NEED_ACK comes back only if the write fails.
+        const wantedAck = needsAck(request.flags)
+        request.flags &= ~CmdFlags.NEED_ACK
+        const special = IoFlags.PREPARE | IoFlags.APPEND | IoFlags.PLAIN_WRITE | IoFlags.OVERWRITE | IoFlags.COMMIT
+        const change = (io!.flags & special) === 0
+          ? storage(store.write(io!.id, attr.data, { offset: io!.offset }))
+          : writeObject(io!, attr.data)
+        return lockFor(request, io!.id, change).pipe(
+          Effect.matchEffect({
+            onFailure: (failed) => {
+              if (wantedAck) request.flags |= CmdFlags.NEED_ACK
+              return Effect.fail(failed)
+            },
+            onSuccess: (info) =>
+              Effect.andThen(
+                reply(
+                  session,
+                  request,
+                  cmd,
+                  attr.flags | AttrFlags.NOCSUM,
+                  concat([selfAddrAttr, fileInfoOf(info)]),
+                  false
+                ),
+                subscriptions.size === 0 ? Effect.void : notify(io!.id, { ...io!, size: attr.data.length })
+              )
+          })
+        )
+      }
+      case Command.READ: {
+        // Written without a generator: this and WRITE are the hot path.
+        if (request.id.groupId !== group) return fail(Errno.ENXIO)
+        if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return fail(Errno.ENOTSUP)
+        return Effect.flatMap(
+          storage(store.read(io!.id, io!.offset, io!.size)),
+          (bytes) =>
+            (io!.flags & IoFlags.SKIP_SENDING) !== 0
+              ? Effect.void
+              : sendRead(session, request, attr.flags, io!, bytes, false)
+        )
+      }
       case Command.DEL:
         return Effect.gen(function*() {
           const refused = refusal(request, true)
@@ -834,23 +852,30 @@ export const make = Effect.fn("DnetNode.make")(function*(
   }
 
   /** Runs every attribute of a request in turn, stopping at the first failure, then the final ACK (§3.1). */
-  const handle = (session: Session, packet: DnetPacket.Packet): Effect.Effect<void> =>
-    Effect.gen(function*() {
-      const request: Request = { id: packet.id, flags: packet.flags, trans: packet.trans, out: [], outBytes: 0 }
-      let status = 0
-      let forced = false
-      for (const attr of packet.attrs) {
-        const result = yield* Effect.result(runAttribute(session, request, attr))
-        countRequest(session, attr.cmd, Result.isFailure(result))
-        if (Result.isFailure(result)) {
-          status = result.failure.status
-          forced = result.failure.malformed
-          break
+  const handle = (session: Session, packet: DnetPacket.Packet): Effect.Effect<void> => {
+    const request: Request = { id: packet.id, flags: packet.flags, trans: packet.trans, out: [], outBytes: 0 }
+    const attrs = packet.attrs
+    const finish = (status: number, forced: boolean) =>
+      Effect.suspend(() =>
+        needsAck(request.flags) || forced
+          ? Effect.andThen(push(session, request, ackOf(request, status)), flush(session, request))
+          : flush(session, request)
+      )
+    const from = (i: number): Effect.Effect<void> => {
+      if (i >= attrs.length) return finish(0, false)
+      const attr = attrs[i]!
+      return Effect.matchEffect(runAttribute(session, request, attr), {
+        onFailure: (failed) => {
+          countRequest(session, attr.cmd, true)
+          return finish(failed.status, failed.malformed)
+        },
+        onSuccess: () => {
+          countRequest(session, attr.cmd, false)
+          return from(i + 1)
         }
-      }
-      if (needsAck(request.flags) || forced) yield* push(session, request, ackOf(request, status))
-      yield* flush(session, request)
-    }).pipe(
+      })
+    }
+    return from(0).pipe(
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.andThen(
           Effect.logWarning(`dnet node ${address}: request failed unexpectedly`, Cause.pretty(cause)),
@@ -858,6 +883,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
         )
       )
     )
+  }
 
   // --- connections -------------------------------------------------------------------------------------------
 

@@ -12,8 +12,9 @@ import * as DnetPacket from "@tessera/codec/DnetPacket"
 import { AddrAttr, Auth, FileInfo, type Id, NodeStatus, Stat } from "@tessera/codec/DnetStructs"
 import type { ObjectStore } from "@tessera/storage"
 import { Effect, Result, type Scope } from "effect"
+import * as fc from "fast-check"
 import { DnetNode, DnetRing, Transport } from "../src/index.ts"
-import { addrAttrOf } from "../src/internal/dnetWire.ts"
+import { addrAttrOf, encodeParts } from "../src/internal/dnetWire.ts"
 import {
   bytesOf,
   io,
@@ -344,6 +345,36 @@ describe("DnetNode", () => {
         assert.strictEqual((yield* Effect.orDie(store.stats)).objects, 0)
       }))
   }
+
+  it("the parts a node writes are exactly the codec's encoding, large data by reference", () =>
+    fc.assert(fc.property(
+      fc.array(
+        fc.record({
+          cmd: fc.constantFrom(Command.WRITE, Command.LOOKUP, Command.READ, Command.STAT),
+          size: fc.constantFrom(0, 1, 100, 4095, 4096, 9000)
+        }),
+        { maxLength: 4 }
+      ),
+      (attrs) => {
+        const packet: DnetPacket.Packet = {
+          id: readId(keyOf(1)),
+          flags: 3,
+          status: -2,
+          trans: 7n,
+          attrs: attrs.map(({ cmd, size }) => {
+            const data = new Uint8Array(size).fill(size & 0xff)
+            return DnetPacket.isIoCommand(cmd)
+              ? { cmd, flags: 1, io: io(keyOf(2), { size }), data }
+              : { cmd, flags: 1, data }
+          })
+        }
+        const parts = encodeParts(packet)
+        // Data of 4 KiB and more is not copied: the very array goes out.
+        const large = packet.attrs.filter((a) => a.data.length >= 4096).map((a) => a.data)
+        return hex(concat(...parts)) === hex(DnetPacket.encodePacket(packet)) &&
+          large.every((data) => parts.includes(data))
+      }
+    )))
 
   test("a READ larger than one reply is split into replies with MORE", () =>
     Effect.gen(function*() {

@@ -46,13 +46,19 @@ export interface Link {
 
 /**
  * A request waiting for its replies. The outcome is kept until the requester waits for it: a reply can beat the
- * end of a long write. A timer rather than a fiber times it out (one per request is too many fibers).
+ * end of a long write. One sweep timer per connection times requests out (a timer, let alone a fiber, per
+ * request costs more than the request).
  */
 interface Pending {
   readonly replies: Array<DnetPacket.Packet>
+  readonly deadline: number
+  readonly timeout: () => DnetError.DnetError
   outcome: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError> | undefined
   resume: ((exit: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>) => void) | undefined
 }
+
+/** How often a connection with requests in flight looks for ones past their deadline. */
+const SWEEP_MILLIS = 100
 
 const settle = (entry: Pending, exit: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>): void => {
   if (entry.resume !== undefined) entry.resume(exit)
@@ -70,10 +76,26 @@ export const make = Effect.fnUntraced(function*(
   let failure: DnetError.DnetError | undefined
   let nextTrans = 1n
 
+  let sweeper: ReturnType<typeof setInterval> | undefined
+  const sweep = () => {
+    const now = Date.now()
+    for (const [trans, entry] of pending) {
+      if (entry.deadline > now) continue
+      pending.delete(trans)
+      settle(entry, Exit.fail(entry.timeout()))
+    }
+    if (pending.size === 0) {
+      clearInterval(sweeper)
+      sweeper = undefined
+    }
+  }
+
   const shutdown = (error: DnetError.DnetError): Effect.Effect<void> =>
     Effect.suspend(() => {
       if (failure !== undefined) return Effect.void
       failure = error
+      clearInterval(sweeper)
+      sweeper = undefined
       for (const entry of pending.values()) settle(entry, Exit.fail(error))
       pending.clear()
       Deferred.doneUnsafe(ended, Exit.void)
@@ -130,24 +152,27 @@ export const make = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       if (failure !== undefined) return Effect.fail(failure)
       const trans = nextTrans++
-      const entry: Pending = { replies: [], outcome: undefined, resume: undefined }
+      const entry: Pending = {
+        replies: [],
+        deadline: Date.now() + options.timeoutMillis,
+        timeout: () =>
+          DnetError.make(
+            new DnetError.Timeout({
+              node: address,
+              command: DnetPacket.name({ ...packet, trans }),
+              millis: options.timeoutMillis
+            })
+          ),
+        outcome: undefined,
+        resume: undefined
+      }
       // Registered before the packet leaves, so no reply can miss it.
       pending.set(trans, entry)
+      sweeper ??= setInterval(sweep, Math.min(SWEEP_MILLIS, options.timeoutMillis))
       const wait = Effect.callback<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>((resume) => {
         if (entry.outcome !== undefined) return resume(entry.outcome)
-        const timer = setTimeout(() => {
-          pending.delete(trans)
-          const command = DnetPacket.name({ ...packet, trans })
-          resume(Effect.fail(DnetError.make(
-            new DnetError.Timeout({ node: address, command, millis: options.timeoutMillis })
-          )))
-        }, options.timeoutMillis)
-        entry.resume = (exit) => {
-          clearTimeout(timer)
-          resume(exit)
-        }
+        entry.resume = resume
         return Effect.sync(() => {
-          clearTimeout(timer)
           pending.delete(trans)
         })
       })

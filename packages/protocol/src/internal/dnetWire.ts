@@ -18,47 +18,69 @@ const COPY_BELOW = 4096
 
 /** The byte arrays of one packet, in order: headers (and small data) copied together, large data by reference. */
 export const encodeParts = (packet: DnetPacket.Packet): Array<Uint8Array> => {
-  const parts: Array<Uint8Array> = []
+  const attrs = packet.attrs
   let size = 0
-  for (const attribute of packet.attrs) size += DnetPacket.ATTR_SIZE + DnetPacket.attributeSize(attribute)
-  // Bytes of the contiguous stretch that starts at each copy point.
-  const stretch = (from: number): number => {
-    let bytes = 0
-    for (let i = from; i < packet.attrs.length; i++) {
-      const attribute = packet.attrs[i]!
-      bytes += DnetPacket.ATTR_SIZE + (attribute.io === undefined ? 0 : DnetPacket.IO_ATTR_SIZE)
-      if (attribute.data.length >= COPY_BELOW) return bytes
-      bytes += attribute.data.length
-    }
-    return bytes
+  // Bytes of the first copied stretch: everything up to and including the first large data's headers.
+  let first = DnetPacket.HEADER_SIZE
+  let large = false
+  for (const attribute of attrs) {
+    const head = DnetPacket.ATTR_SIZE + (attribute.io === undefined ? 0 : DnetPacket.IO_ATTR_SIZE)
+    size += head + attribute.data.length
+    if (large) continue
+    first += head
+    if (attribute.data.length >= COPY_BELOW) large = true
+    else first += attribute.data.length
   }
-  let buffer = new Uint8Array(DnetPacket.HEADER_SIZE + stretch(0))
+  const parts: Array<Uint8Array> = []
+  let buffer = new Uint8Array(first)
   Cmd.write(buffer, 0, { id: packet.id, flags: packet.flags, status: packet.status, trans: packet.trans, size })
   let at = DnetPacket.HEADER_SIZE
-  for (let i = 0; i < packet.attrs.length; i++) {
-    const attribute = packet.attrs[i]!
-    Attr.write(buffer, at, {
-      size: DnetPacket.attributeSize(attribute),
-      cmd: attribute.cmd,
-      flags: attribute.flags,
-      ...(attribute.unused && { unused: attribute.unused })
-    })
+  for (let i = 0; i < attrs.length; i++) {
+    const attribute = attrs[i]!
+    Attr.write(
+      buffer,
+      at,
+      attribute.unused === undefined ?
+        {
+          size: DnetPacket.attributeSize(attribute),
+          cmd: attribute.cmd,
+          flags: attribute.flags
+        } :
+        {
+          size: DnetPacket.attributeSize(attribute),
+          cmd: attribute.cmd,
+          flags: attribute.flags,
+          unused: attribute.unused
+        }
+    )
     at += DnetPacket.ATTR_SIZE
     if (attribute.io !== undefined) {
       IoAttr.write(buffer, at, attribute.io)
       at += DnetPacket.IO_ATTR_SIZE
     }
     if (attribute.data.length >= COPY_BELOW) {
-      parts.push(buffer.subarray(0, at), attribute.data)
-      buffer = new Uint8Array(stretch(i + 1))
+      parts.push(at === buffer.length ? buffer : buffer.subarray(0, at), attribute.data)
+      buffer = new Uint8Array(stretch(attrs, i + 1))
       at = 0
     } else {
       buffer.set(attribute.data, at)
       at += attribute.data.length
     }
   }
-  if (at > 0) parts.push(buffer.subarray(0, at))
+  if (at > 0) parts.push(at === buffer.length ? buffer : buffer.subarray(0, at))
   return parts
+}
+
+/** Bytes copied from attribute `from` on: headers and small data, up to and including the next large data's headers. */
+const stretch = (attrs: ReadonlyArray<DnetPacket.Attribute>, from: number): number => {
+  let bytes = 0
+  for (let i = from; i < attrs.length; i++) {
+    const attribute = attrs[i]!
+    bytes += DnetPacket.ATTR_SIZE + (attribute.io === undefined ? 0 : DnetPacket.IO_ATTR_SIZE)
+    if (attribute.data.length >= COPY_BELOW) return bytes
+    bytes += attribute.data.length
+  }
+  return bytes
 }
 
 /** One item of a packet stream: a whole packet, or a packet whose header is sound and whose body is not. */
