@@ -6,8 +6,8 @@
  * with its file-info reply instead).
  *
  * Commands: LOOKUP, WRITE (APPEND, PREPARE, COMMIT, PLAIN_WRITE / OVERWRITE; COMPRESS and NOCSUM accepted and
- * ignored), READ (`check_get_size`: an offset at or past the end succeeds with no data), DEL, LIST (the ids
- * held, Era A style), STAT, STAT_COUNT, STATUS, READ_RANGE / DEL_RANGE (LIMIT, NODATA), BULK_READ, AUTH,
+ * ignored), READ (`check_get_size`: an offset at or past the end succeeds with no data), DEL (-ENOENT for a
+ * missing key, as eblob answers), LIST (the ids held, Era A style), STAT, STAT_COUNT, STATUS, READ_RANGE / DEL_RANGE (LIMIT, NODATA), BULK_READ, AUTH,
  * NOTIFY, JOIN, ROUTE_LIST, REVERSE_LOOKUP. EXEC is refused with -ENOTSUP (no remote execution), and so is a
  * STATUS asking the node to exit. Column `type` must be 0 (-1 too for DEL): other columns are -ENOTSUP. With an
  * `authCookie`, JOIN and STATUS changes need a successful AUTH on the connection first (-EPERM otherwise). A
