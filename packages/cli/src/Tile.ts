@@ -4,7 +4,8 @@
  * - `run --dir DIR [--listen ADDR] [--link DIR=ADDR]... --trust R=PUB... [--publish FILE]` is a real tile
  *   daemon: CDM content in `DIR/common` (complete) and `DIR/pending` (verified prefixes), links over TCP or
  *   Unix sockets to up to six neighbours (`ET=tcp://HOST:PORT`; only one side of a cable dials, the other
- *   listens), flash commands logged; with `--install DIR` every complete release is verified again (inner MFZ
+ *   listens); flash commands are printed when they execute, and launched from files dropped into
+ *   `--flash-dir`; with `--install DIR` every complete release is verified again (inner MFZ
  *   signer) and unpacked into `DIR/slotSS` by renames, once per stamp (install tags in `DIR/tags`). It runs
  *   until interrupted; events are printed as lines (JSON lines with `--json`).
  * - `grid --size WxH --publish FILE --slot N [--loss P] [--corrupt P] [--link-rate B/S] [--seed S]` simulates
@@ -71,6 +72,10 @@ const describeEvent = (event: TileDaemon.DaemonEvent): Record<string, unknown> |
       return { event: "hook_failed", file: CdmSlotstamp.fileName(event.slotstamp), error: event.error }
     case "Flash":
       return { event: "flash", ...event.command }
+    case "FlashLaunched":
+      return { event: "flash_launched", file: event.file, index: event.index }
+    case "FlashRefused":
+      return { event: "flash_refused", file: event.file, reason: event.reason }
   }
 }
 
@@ -101,6 +106,12 @@ const run = Command.make(
       Flag.withDefault("tessera")
     ),
     publish: Flag.String("publish").pipe(Flag.withDescription("A cdmss release to add at start"), Flag.optional),
+    flashDir: Flag.String("flash-dir").pipe(
+      Flag.withDescription(
+        "Launch flash commands from files _CATEGORY_COMMAND-RANGE.cmd dropped here (e.g. _mfm_quit-3.cmd)"
+      ),
+      Flag.optional
+    ),
     install: Flag.String("install").pipe(
       Flag.withDescription("Install each complete release: verify its MFZ and unpack it into DIR/slotSS"),
       Flag.optional
@@ -137,6 +148,7 @@ const run = Command.make(
       listen: Option.getOrUndefined(flags.listen),
       links,
       mfzid: flags.mfzid,
+      flashDir: Option.getOrUndefined(flags.flashDir),
       hooks: Option.isSome(flags.install) ? [TileDaemon.unpackHook(flags.install.value, keyring)] : [],
       onEvent: (event) => {
         const line = describeEvent(event)

@@ -106,7 +106,8 @@ describe("tessera tile", () => {
           return { running, address: String(line.address) }
         })
       // A (0,0) B (2,0) C (1,1) D (3,1): A-B east, C above between them, D above B.
-      const a = yield* tile("a", [], ["--publish", file])
+      const flashDir = path.join(dir, "flash")
+      const a = yield* tile("a", [], ["--publish", file, "--flash-dir", flashDir])
       const b = yield* tile("b", [`WT=${a.address}`])
       const c = yield* tile("c", [`SW=${a.address}`, `SE=${b.address}`])
       const installed = path.join(dir, "installed")
@@ -125,5 +126,12 @@ describe("tessera tile", () => {
         "tile d unpacked the payload"
       )
       assert.strictEqual(fs.readFileSync(path.join(dir, "d", "tags", "slota1-install-tag.dat"), "utf8").length, 7)
+      // A flash command dropped at A runs on every tile within its range (D is 2 hops away).
+      fs.mkdirSync(flashDir, { recursive: true })
+      fs.writeFileSync(path.join(flashDir, "_phy_clear-2.cmd"), "")
+      for (const t of [a, b, c, d]) {
+        const ran = yield* t.running.waitFor((l) => l.event === "flash" && l.name === "phy:clear", 30_000)
+        assert.strictEqual(ran.range, 2)
+      }
     }), { timeout: 120_000 })
 })

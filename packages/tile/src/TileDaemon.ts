@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import * as CdmSlotstamp from "@tessera/codec/CdmSlotstamp"
+import * as FlashPacket from "@tessera/codec/FlashPacket"
 import * as T2Direction from "@tessera/codec/T2Direction"
 import type * as Address from "@tessera/protocol/Address"
 import * as Transport from "@tessera/protocol/Transport"
@@ -101,6 +102,8 @@ export type DaemonEvent =
   | { readonly _tag: "Installed"; readonly slotstamp: number }
   | { readonly _tag: "HookFailed"; readonly slotstamp: number; readonly error: string }
   | { readonly _tag: "Flash"; readonly command: Flash.Command }
+  | { readonly _tag: "FlashLaunched"; readonly file: string; readonly index: number }
+  | { readonly _tag: "FlashRefused"; readonly file: string; readonly reason: string }
 
 /**
  * Options of a daemon.
@@ -117,6 +120,11 @@ export interface Options {
   readonly timing?: Partial<Cdm.Timing> | undefined
   readonly hooks?: ReadonlyArray<Hook> | undefined
   readonly redialEvery?: Duration.Input | undefined
+  /**
+   * A directory polled every 250 ms for flash launch files `_<category>_<command>-<range>.cmd` (e.g.
+   * `_mfm_quit-3.cmd`, spec t2 §5.4): each is launched from this tile and removed.
+   */
+  readonly flashDir?: string | undefined
   readonly onEvent?: ((event: DaemonEvent) => void) | undefined
 }
 
@@ -169,6 +177,36 @@ const plug = (neighbor: Tile.Neighbor, link: Link.Link) =>
     if (!link.isUp() || neighbor.link !== link) Deferred.doneUnsafe(down, Effect.void)
     return yield* Deferred.await(down)
   })
+
+const FLASH_FILE = /^_([a-z0-9]+)_([a-z0-9]+)-(\d{1,3})\.cmd$/
+
+// Launches and removes every flash command file in `dir`; a missing directory is simply empty.
+const launchFlashFiles = (dir: string, flash: Flash.FlashEngine, emit: (event: DaemonEvent) => void): void => {
+  let names: Array<string>
+  try {
+    names = Fs.readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const file of names.filter((n) => n.endsWith(".cmd")).toSorted()) {
+    try {
+      Fs.rmSync(Path.join(dir, file))
+    } catch {
+      continue
+    }
+    const m = FLASH_FILE.exec(file)
+    const name = m === null ? "" : `${m[1]}:${m[2]}`
+    const command: number | undefined = Object.hasOwn(FlashPacket.commands, name)
+      ? FlashPacket.commands[name as FlashPacket.CommandName]
+      : undefined
+    const range = m === null ? 0 : Number(m[3])
+    if (command === undefined || range > 255) {
+      emit({ _tag: "FlashRefused", file, reason: "not _<category>_<command>-<range>.cmd with a known command" })
+      continue
+    }
+    emit({ _tag: "FlashLaunched", file, index: flash.launch(command, range, Math.floor(Math.random() * 2 ** 32)) })
+  }
+}
 
 /**
  * Starts a tile daemon in the current scope; everything stops when it closes. Fails when the listener cannot
@@ -225,6 +263,13 @@ export const start = Effect.fn("TileDaemon.start")(function*(options: Options): 
       yield* plug(tile.neighbor(dir)!, link)
     }))
     yield* Effect.forkScoped(Effect.forever(once.pipe(Effect.ignore, Effect.andThen(Effect.sleep(pause)))))
+  }
+
+  if (options.flashDir !== undefined) {
+    const dir = options.flashDir
+    yield* Effect.forkScoped(Effect.forever(
+      Effect.sync(() => launchFlashFiles(dir, flash, emit)).pipe(Effect.andThen(Effect.sleep(Duration.millis(250))))
+    ))
   }
 
   let bound: Address.Address | undefined
