@@ -886,6 +886,15 @@ export class CdmEngine {
     const timeout = this.requestTimeout()
     for (const model of this.models.values()) {
       if (model.complete) continue
+      // An announcement nobody can serve (no header yet, no source heard lately) is forgotten, so stray or
+      // hostile announcements cannot fill the model table.
+      if (
+        model.header === undefined &&
+        ![...model.sources.values()].some((src) => now - src.heardAt <= this.timing.sourceViability)
+      ) {
+        this.models.delete(model.slotstamp)
+        continue
+      }
       if (model.requests.size > 0 && now - model.lastProgress >= this.timing.staleReset) {
         this.stats.staleResets++
         this.restart(model)

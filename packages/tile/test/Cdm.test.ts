@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { CdmSlotstamp } from "@tessera/codec"
+import { CdmPacket, CdmSlotstamp, T2Direction } from "@tessera/codec"
 import { Result } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -201,6 +201,26 @@ describe("Cdm", () => {
     grid.close()
     assert.isAbove(resets, 0)
     assert.deepStrictEqual(unverifiedFiles(root, [r]), [])
+  })
+
+  it("announcements nobody serves are forgotten, so they cannot fill the model table", () => {
+    const root = tempDir("cdm-flood")
+    const r = release(signer, { slot: 0xa8, time: T0, size: 5_000, seed: 14 })
+    const grid = Grid.make({ width: 2, height: 1, seed: 15, directory: root, keyring, link: fast })
+    grid.run(2_000)
+    // Tile 1 claims 64 files it will never serve (the default table size), then really publishes one.
+    for (let i = 0; i < 64; i++) {
+      const f = Result.getOrThrow(
+        CdmPacket.encode(CdmPacket.announce(T2Direction.WT, CdmSlotstamp.make(0x30, i), 5000))
+      )
+      grid.tiles[1]!.tile.send(f)
+    }
+    grid.run(100)
+    grid.publish(1, r.bytes)
+    grid.run(5_000)
+    assert.isFalse(grid.tiles[0]!.cdm.isComplete(r.slotstamp), "the table was full")
+    assert.isTrue(grid.runUntilComplete(r.slotstamp, 200_000))
+    grid.close()
   })
 
   it("grid topology: hex distances and diameters", () => {
