@@ -104,7 +104,9 @@ export const keyText = (key: Crypto.KeyObject): string | undefined => {
 const fromKeys = (privateKey: Crypto.KeyObject): Identity => {
   const publicKey = Crypto.createPublicKey(privateKey)
   const serial = Crypto.randomBytes(16)
-  serial[0] = serial[0]! & 0x7f
+  // DER wants a positive INTEGER in its shortest form: a first byte of 0x40-0x7f is neither negative nor
+  // padding (a random 0x00 there made about one certificate in 256 unparseable).
+  serial[0] = (serial[0]! & 0x3f) | 0x40
   const notBefore = new Date(Date.now() - 24 * 3600 * 1000)
   const tbs = der(
     0x30,
