@@ -6,6 +6,6 @@ export default defineProject({
     include: ["test/**/*.test.ts"],
     setupFiles: ["../../vitest.setup.ts"],
     sequence: { concurrent: true },
-    testTimeout: 30_000
+    testTimeout: 120_000
   }
 })
