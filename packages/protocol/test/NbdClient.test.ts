@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as NbdConstants from "@tessera/codec/NbdConstants"
+import * as NbdHandshake from "@tessera/codec/NbdHandshake"
+import * as NbdStream from "@tessera/codec/NbdStream"
 import * as NbdTransmission from "@tessera/codec/NbdTransmission"
 import * as Device from "@tessera/storage/Device"
 import * as Memory from "@tessera/storage/Memory"
@@ -8,6 +10,7 @@ import * as fc from "fast-check"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Address from "../src/Address.ts"
+import { NbdReader } from "../src/internal/nbdReader.ts"
 import { type InFlight, type Reply, ReplyReader } from "../src/internal/nbdReplies.ts"
 import * as NbdClient from "../src/NbdClient.ts"
 import * as NbdExport from "../src/NbdExport.ts"
@@ -59,6 +62,69 @@ describe("NbdClient", () => {
         new Uint8Array(fs.readFileSync(out).subarray(3 * MiB + 7, 3 * MiB + 7 + data.length)),
         data
       )
+    })))
+
+  it.live("works with simple replies only (nbdkit --no-sr, without NO_ZEROES): no allocation then", () =>
+    live(Effect.gen(function*() {
+      const dir = yield* tempDir
+      const socket = yield* nbdkit(dir, ["memory", "4M"], ["--no-sr", "--mask-handshake=1"])
+      const client = yield* NbdClient.connect(`unix:${socket}`)
+      assert.isFalse(client.structured)
+      assert.isUndefined(client.allocation)
+      const data = pseudoRandom(3 * MiB + 1, 9)
+      yield* client.writeAt(data, 12345)
+      assert.deepStrictEqual(yield* read(client, 12345, data.length), data)
+    })))
+
+  it.live("falls back to NBD_OPT_EXPORT_NAME when the server does not know NBD_OPT_GO", () =>
+    live(Effect.gen(function*() {
+      // An old-fashioned server: every option but EXPORT_NAME is refused; then READs of a fixed pattern.
+      const content = pseudoRandom(64 * KiB, 10)
+      const listener = yield* Transport.listen("tcp://127.0.0.1:0")
+      yield* Effect.forkScoped(
+        Effect.gen(function*() {
+          const connection = yield* listener.accept
+          const parser = NbdStream.makeServerParser()
+          const reader = new NbdReader(connection, parser)
+          const HF = NbdConstants.HandshakeFlags
+          yield* connection.write([NbdHandshake.encodeGreeting(HF.FIXED_NEWSTYLE | HF.NO_ZEROES)])
+          let noZeroes = false
+          while (true) {
+            const m = yield* reader.next
+            if (m === undefined) return
+            if (m._tag === "ClientFlags") noZeroes = (m.flags & NbdConstants.ClientFlags.NO_ZEROES) !== 0
+            else if (m._tag === "Option" && m.option === NbdConstants.Option.EXPORT_NAME) {
+              const flags = NbdConstants.TransmissionFlags.HAS_FLAGS | NbdConstants.TransmissionFlags.READ_ONLY
+              yield* connection.write([
+                NbdHandshake.encodeExportNameReply({ size: content.length, transmissionFlags: flags }, noZeroes)
+              ])
+            } else if (m._tag === "Option") {
+              yield* connection.write([
+                NbdHandshake.encodeOptionReply({
+                  _tag: "OptionError",
+                  option: m.option,
+                  type: NbdConstants.Reply.ERR_UNSUP,
+                  message: ""
+                })
+              ])
+              // The parser holds what follows a GO until the server says which phase comes next.
+              if (m.option === NbdConstants.Option.GO) assert.isUndefined(reader.prepend(parser.resume("Options")))
+            } else if (m._tag === "Request" && m.type === NbdConstants.Command.READ) {
+              yield* connection.write([
+                NbdTransmission.encodeSimpleReply({
+                  error: 0,
+                  cookie: m.cookie,
+                  data: content.subarray(m.offset, m.offset + m.length)
+                })
+              ])
+            } else return
+          }
+        }).pipe(Effect.ignore)
+      )
+      const client = yield* NbdClient.connect(Address.format(listener.address))
+      assert.isTrue(client.readOnly)
+      assert.isFalse(client.structured)
+      assert.deepStrictEqual(yield* read(client, 0, content.length), content)
     })))
 
   it.live("reads an nbdkit file export and refuses to write a read-only one", () =>
