@@ -281,26 +281,26 @@ describe("NbdServer", () => {
 
   it.live("a client that does not read its replies stops the server reading the device (bounded backlog)", () =>
     live(Effect.gen(function*() {
-      const disk = yield* filled(128 * MiB, 7)
+      const disk = yield* filled(64 * MiB, 7)
       let reads = 0
       const counted = wrap(disk, "counted", {
         readAt: (buffer, offset) => Effect.andThen(Effect.sync(() => reads++), disk.readAt(buffer, offset))
       })
       const address = yield* serve([NbdExport.make("d", counted)])
       const session = yield* rawSession(address, "d", false)
-      for (let i = 0; i < 100; i++) yield* session.request(C.READ, i * MiB, MiB)
+      for (let i = 0; i < 60; i++) yield* session.request(C.READ, i * MiB, MiB)
       yield* Effect.sleep("1500 millis")
-      // The socket buffers hold a few MiB of replies, the server's backlog 8 MiB more: far from all 100.
-      assert.isBelow(reads, 50, `${reads} reads while the client read nothing`)
+      // The socket buffers hold a few MiB of replies, the server's backlog 8 MiB more: far from all 60.
+      assert.isBelow(reads, 40, `${reads} reads while the client read nothing`)
       let answered = 0
-      while (answered < 100) {
+      while (answered < 60) {
         const m = yield* session.next
         if (m._tag === "SimpleReply") {
           assert.strictEqual(m.error, 0)
           answered++
         }
       }
-      assert.strictEqual(reads, 100)
+      assert.strictEqual(reads, 60)
     })))
 
   it.live("negotiation: LIST, INFO with block sizes, unknown export and option refused, ABORT", () =>
