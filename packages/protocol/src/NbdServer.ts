@@ -272,13 +272,12 @@ class ReplyWriter {
     if (chunks.length === 0) return
     this.#outgoing = []
     this.#writing++
-    // The bytes stay counted as outgoing until the transport has been handed them (and counts them itself).
+    // The bytes stay counted as outgoing until the write has completed, when the transport counts any it still
+    // holds: counted twice meanwhile, never not at all, so `handedOff` can lag but never runs ahead.
     // A failed write means the connection is gone; the read loop sees that too.
     this.#fork(
-      Effect.suspend(() => {
+      Effect.ignore(Effect.suspend(() => this.#connection.write(chunks))).pipe(Effect.ensuring(Effect.sync(() => {
         this.#outgoingBytes -= bytes
-        return Effect.ignore(this.#connection.write(chunks))
-      }).pipe(Effect.ensuring(Effect.sync(() => {
         this.#writing--
         this.#onWritten()
       })))
