@@ -84,9 +84,15 @@ describe("NBD and migration", () => {
       const size = 16 * MiB
       const disk = yield* Memory.make(size)
       yield* disk.writeAt(pseudoRandom(size, 3), 0)
-      // A slow source: the background migration takes seconds, so nbdcopy's reads arrive before their blocks.
+      // A slow source that starts sending only once nbdcopy has connected: the migration then takes seconds, so
+      // nbdcopy's reads arrive before their blocks (and are served first, through NeedAt).
+      const started = yield* Deferred.make<void>()
       const slow = wrap(disk, "slow", {
-        readAt: (buffer, offset) => Effect.andThen(Effect.sleep("15 millis"), disk.readAt(buffer, offset))
+        readAt: (buffer, offset) =>
+          Effect.andThen(
+            Deferred.await(started),
+            Effect.andThen(Effect.sleep("15 millis"), disk.readAt(buffer, offset))
+          )
       })
       const source = yield* MigrationSource.make([{ name: "live", device: slow, blockSize: 64 * KiB }], {
         concurrency: 2
@@ -103,6 +109,10 @@ describe("NBD and migration", () => {
       const server = yield* NbdServer.make("tcp://127.0.0.1:0", {
         exports: devices.map((from) => NbdExport.make(from.info.name, from.local))
       })
+      yield* Effect.forkChild(Effect.gen(function*() {
+        while (server.connections() === 0) yield* Effect.sleep("5 millis")
+        yield* Deferred.succeed(started, undefined)
+      }))
       assert.isFalse(yield* destination.completed, "the migration is still running when nbdcopy starts")
       const out = path.join(dir, "live.img")
       yield* run("nbdcopy", [nbdUri(Address.format(server.address), "live"), out])
