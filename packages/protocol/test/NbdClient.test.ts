@@ -162,6 +162,44 @@ describe("NbdClient", () => {
       assert.deepStrictEqual(yield* read(disk, 0, MiB), expected)
     })))
 
+  it.live("our client and our server under concurrent random writes and reads, checked against a model", () =>
+    live(Effect.gen(function*() {
+      const disk = yield* Memory.make(16 * MiB)
+      const server = yield* NbdServer.make("unix:" + path.join(yield* tempDir, "s.sock"), {
+        exports: [NbdExport.make("d", disk)]
+      })
+      const client = yield* NbdClient.connect(Address.format(server.address), {
+        exportName: "d",
+        requestSize: 64 * KiB
+      })
+      // 16 fibers, each with its own 1 MiB region and a model of it; every read must match the model.
+      yield* Effect.forEach(Array.from({ length: 16 }, (_, i) => i), (fiber) =>
+        Effect.gen(function*() {
+          const base = fiber * MiB
+          const model = new Uint8Array(MiB)
+          let seed = fiber + 1
+          const next = (n: number) => {
+            seed = (seed * 1103515245 + 12345) >>> 0
+            return seed % n
+          }
+          for (let op = 0; op < 25; op++) {
+            const length = 1 + next(200 * KiB)
+            const offset = next(MiB - length)
+            if (next(2) === 0) {
+              const data = pseudoRandom(length, seed)
+              yield* client.writeAt(data, base + offset)
+              model.set(data, offset)
+            } else {
+              assert.deepStrictEqual(
+                yield* read(client, base + offset, length),
+                model.subarray(offset, offset + length)
+              )
+            }
+          }
+          assert.deepStrictEqual(yield* read(disk, base, MiB), model)
+        }), { concurrency: "unbounded", discard: true })
+    })))
+
   it.live("a server that goes away fails the requests in flight and later ones with a clear error", () =>
     live(Effect.gen(function*() {
       const dir = yield* tempDir
