@@ -58,6 +58,14 @@ const exportNames = (
   return Result.succeed(chosen)
 }
 
+/** What clients are told about an export: its kind, not the local path behind it. */
+const describe = (spec: NbdDeviceSpec.Spec): string =>
+  spec._tag === "Memory"
+    ? "tessera memory device"
+    : spec._tag === "Nbd"
+    ? "tessera re-export of an NBD export"
+    : `tessera ${spec._tag === "File" ? "file" : "sparse file"} device`
+
 const serve = Command.make(
   "serve",
   {
@@ -90,7 +98,7 @@ const serve = Command.make(
     const exports = yield* Effect.forEach(specs, (spec, i) =>
       Effect.map(
         Effect.mapError(NbdDeviceSpec.open(spec, { size }), storageFailure),
-        (device) => NbdExport.make(names[i]!, device, { readOnly: flags.readOnly, description: flags.device[i]! })
+        (device) => NbdExport.make(names[i]!, device, { readOnly: flags.readOnly, description: describe(spec) })
       ))
     const server = yield* NbdServer.make(address, { exports }).pipe(
       Effect.mapError((error) => new OperationFailed({ message: error.message }))
