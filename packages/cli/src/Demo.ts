@@ -22,8 +22,7 @@ import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Result from "effect/Result"
-import { BadInput, OperationFailed } from "./CliFailure.ts"
+import { BadInput, OperationFailed, parsed } from "./CliFailure.ts"
 import * as DemoHalves from "./internal/demoHalves.ts"
 import * as DemoProcess from "./internal/demoProcess.ts"
 import * as DemoRun from "./internal/demoRun.ts"
@@ -37,9 +36,6 @@ const compressionNames = { none: "None", rle: "RLE", zeroes: "Zeroes", gzip: "Gz
   string,
   ToProtocol.Compression
 >
-
-const parsed = <A>(result: Result.Result<A, { readonly message: string }>): Effect.Effect<A, BadInput> =>
-  Effect.fromResult(Result.mapError(result, (error) => new BadInput({ message: error.message })))
 
 /** A `--flag` size within `[min, max]` bytes. */
 const sizeWithin = (flag: string, input: string, min: number, max: number) =>

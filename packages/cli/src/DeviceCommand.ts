@@ -14,19 +14,9 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Hex from "effect/encoding/Hex"
 import * as Option from "effect/Option"
-import * as Result from "effect/Result"
-import { BadInput, OperationFailed } from "./CliFailure.ts"
+import { BadInput, fromStorage, parsed } from "./CliFailure.ts"
 
-/** Parses a user-supplied spec or size, as bad input (exit 2) when it does not parse. */
-const parsed = <A>(result: Result.Result<A, DeviceSpec.InvalidSpec>): Effect.Effect<A, BadInput> =>
-  Effect.fromResult(Result.mapError(result, (error) => new BadInput({ message: error.message })))
-
-/** A file the user named that does not exist is bad input (exit 2); other storage failures are exit 1. */
-const operation = <A, R>(effect: Effect.Effect<A, StorageError.StorageError, R>) =>
-  Effect.mapError(effect, (error) =>
-    error.reason._tag === "NotFound"
-      ? new BadInput({ message: error.message })
-      : new OperationFailed({ message: error.message }))
+const operation = <A, R>(effect: Effect.Effect<A, StorageError.StorageError, R>) => Effect.mapError(effect, fromStorage)
 
 const specArgument = Argument.String("spec").pipe(
   Argument.withDescription(

@@ -23,7 +23,6 @@ import * as DnetNode from "@tessera/protocol/DnetNode"
 import * as DnetRing from "@tessera/protocol/DnetRing"
 import * as Transport from "@tessera/protocol/Transport"
 import * as ObjectStoreSpec from "@tessera/storage/ObjectStoreSpec"
-import type * as StorageError from "@tessera/storage/StorageError"
 import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
@@ -38,17 +37,8 @@ import * as Stdio from "effect/Stdio"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { BadInput, OperationFailed } from "./CliFailure.ts"
+import { BadInput, fromStorage, OperationFailed, parsed } from "./CliFailure.ts"
 import * as Source from "./Source.ts"
-
-const parsed = <A>(result: Result.Result<A, { readonly message: string }>): Effect.Effect<A, BadInput> =>
-  Effect.fromResult(Result.mapError(result, (error) => new BadInput({ message: error.message })))
-
-/** A backend directory that cannot be used is bad input (exit 2); other storage failures exit 1. */
-const storageFailure = (error: StorageError.StorageError): BadInput | OperationFailed =>
-  error.reason._tag === "NotFound" || error.reason._tag === "Unsupported"
-    ? new BadInput({ message: error.message })
-    : new OperationFailed({ message: error.message })
 
 const dnetFailure = (error: DnetError.DnetError): BadInput | OperationFailed =>
   error.reason._tag === "BadArgument"
@@ -126,7 +116,7 @@ const serve = Command.make(
     if (Option.isSome(cookie) && cookie.value.length > 32) {
       return yield* new BadInput({ message: "--auth-cookie is at most 32 bytes" })
     }
-    const store = yield* Effect.mapError(ObjectStoreSpec.open(spec), storageFailure)
+    const store = yield* Effect.mapError(ObjectStoreSpec.open(spec), fromStorage)
     const dir = ObjectStoreSpec.directory(spec)
     const ids = yield* ringIds(dir, flags.ids)
     const node = yield* DnetNode.make({

@@ -33,25 +33,15 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { BadInput, OperationFailed } from "./CliFailure.ts"
+import { BadInput, fromStorage, OperationFailed, parsed } from "./CliFailure.ts"
 
 const compressionNames = { none: "None", rle: "RLE", zeroes: "Zeroes", gzip: "Gzip" } as const satisfies Record<
   string,
   ToProtocol.Compression
 >
-
-const parsed = <A>(result: Result.Result<A, { readonly message: string }>): Effect.Effect<A, BadInput> =>
-  Effect.fromResult(Result.mapError(result, (error) => new BadInput({ message: error.message })))
-
-/** Storage errors about a path the user gave are bad input (exit 2); the rest failed operations (exit 1). */
-const storageFailure = (error: StorageError.StorageError): BadInput | OperationFailed =>
-  error.reason._tag === "NotFound" || error.reason._tag === "Unsupported"
-    ? new BadInput({ message: error.message })
-    : new OperationFailed({ message: error.message })
 
 /** Every other failure of a migration is the operation's. */
 const operationFailed = (error: { readonly message: string }) => new OperationFailed({ message: error.message })
@@ -141,7 +131,7 @@ const serve = Command.make(
 
     const devices = yield* Effect.forEach(specs, (spec, i) =>
       Effect.map(
-        Effect.mapError(NbdDeviceSpec.open(spec, { size }), storageFailure),
+        Effect.mapError(NbdDeviceSpec.open(spec, { size }), fromStorage),
         (device): MigrationSource.SourceDevice => ({
           name: deviceName(spec, i),
           device,
@@ -328,7 +318,7 @@ const connect = Command.make(
       Effect.flatMap(dial, (stream) => PacketConnection.make([stream])),
       { resumeTimeout: Duration.seconds(flags.resumeTimeout) }
     ).pipe(
-      Effect.mapError((error) => error._tag === "StorageError" ? storageFailure(error) : operationFailed(error))
+      Effect.mapError((error) => error._tag === "StorageError" ? fromStorage(error) : operationFailed(error))
     )
     const seconds = ((yield* Clock.currentTimeMillis) - start) / 1000
     const devices = yield* Deferred.await(destination.devices)

@@ -13,23 +13,13 @@ import * as NbdExport from "@tessera/protocol/NbdExport"
 import * as NbdServer from "@tessera/protocol/NbdServer"
 import * as Transport from "@tessera/protocol/Transport"
 import * as DeviceSpec from "@tessera/storage/DeviceSpec"
-import type * as StorageError from "@tessera/storage/StorageError"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
-import { BadInput, OperationFailed } from "./CliFailure.ts"
-
-const parsed = <A>(result: Result.Result<A, { readonly message: string }>): Effect.Effect<A, BadInput> =>
-  Effect.fromResult(Result.mapError(result, (error) => new BadInput({ message: error.message })))
-
-/** A device the user named that is missing or unusable is bad input (exit 2); other failures exit 1. */
-const storageFailure = (error: StorageError.StorageError): BadInput | OperationFailed =>
-  error.reason._tag === "NotFound" || error.reason._tag === "Unsupported"
-    ? new BadInput({ message: error.message })
-    : new OperationFailed({ message: error.message })
+import { BadInput, fromStorage, OperationFailed, parsed } from "./CliFailure.ts"
 
 /**
  * The export names for the devices: the `--name`s in order, then a default per device, `memoryN` for memory
@@ -97,7 +87,7 @@ const serve = Command.make(
     const size = Option.isSome(flags.size) ? yield* parsed(DeviceSpec.parseSize(flags.size.value)) : undefined
     const exports = yield* Effect.forEach(specs, (spec, i) =>
       Effect.map(
-        Effect.mapError(NbdDeviceSpec.open(spec, { size }), storageFailure),
+        Effect.mapError(NbdDeviceSpec.open(spec, { size }), fromStorage),
         (device) => NbdExport.make(names[i]!, device, { readOnly: flags.readOnly, description: describe(spec) })
       ))
     const server = yield* NbdServer.make(address, { exports }).pipe(
