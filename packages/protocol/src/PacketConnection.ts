@@ -27,7 +27,7 @@
  * - **Urgency and buffering.** A send that finds 64 KiB pending on its stream, an urgent send, and every send
  *   while the stream's previous write still waits for the transport to drain, writes now and returns once the
  *   transport accepted the frames (back-pressure). Other sends return at once and their frames leave together
- *   in one gather write at the end of the current event-loop turn (the responses to one batch of requests). With
+ *   in one gather write at the end of the current task (the responses to one batch of requests, say). With
  *   `buffering`, that write waits instead until `maxBytes` are pending or `delay` passed since the first of
  *   them (Silo's BufferedWriter). Write errors end the connection, and every later call fails with them.
  *   `flush` and `close` make sure what was sent has been written; closing the scope does not.
@@ -429,8 +429,8 @@ export const make = Effect.fn("PacketConnection.make")(function*(
       counters.urgentBytesSent += SiloFrame.HEADER_SIZE + length
     }
     // Write now, and wait until the transport accepted it, when asked to, when enough is pending, or when a
-    // write is already under way (back-pressure). Otherwise return at once and write at the end of this turn of the
-    // event loop, together with the other frames of the same burst, or, when buffering, after the delay.
+    // write is already under way (back-pressure). Otherwise return at once and write at the end of this task,
+    // together with the other frames of the same burst, or, when buffering, after the delay.
     if (
       urgent || writer.writing || writer.pendingBytes >= (buffering === undefined ? COALESCE_BYTES : maxBufferBytes)
     ) {

@@ -11,9 +11,9 @@
  * appended while it waits for the transport to drain are written by the same fiber in its next batch, and
  * their senders wait until it is done. So under back-pressure frames coalesce into big writes, a stream never
  * holds more than one batch plus one frame per waiting sender, and nothing waits on a timer. Frames can also
- * be left for a background flush at the end of the current turn of the event loop (`flushSoon`: every frame
- * produced in that turn, such as the responses of the separate fibers that handled one batch of requests, leaves
- * in one write; a microtask would flush after the first fiber's response alone) or after a delay (`flushAfter`).
+ * be left for a background flush at the end of the current task (`flushSoon`: every frame produced by one
+ * burst of work, such as the responses to one batch of requests, leaves in one write) or after a delay
+ * (`flushAfter`).
  */
 import * as SiloFrame from "@tessera/codec/SiloFrame"
 import type * as Duration from "effect/Duration"
@@ -152,11 +152,11 @@ export class FrameWriter<E> {
     this.activeFrames++
   }
 
-  /** Flushes in the background at the end of this event-loop turn, unless a flush is running (it takes the frames). */
+  /** Flushes in the background at the end of the current task, unless a flush is running (it takes the frames). */
   flushSoon(): void {
     if (this.#soonQueued) return
     this.#soonQueued = true
-    setImmediate(this.#runSoon)
+    queueMicrotask(this.#runSoon)
   }
 
   /** Flushes after `delay`, unless such a flush is already pending (Silo's BufferedWriter timer). */
