@@ -1,21 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { tessera } from "./utils.ts"
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "tessera-cdm-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
+import { tempDir, tessera } from "./utils.ts"
 
 describe("tessera cdm", () => {
   it.live(
     "keygen, make, inspect and verify a release; tampering and untrusted keys fail",
     () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("tessera-cdm-")
         const keys = yield* tessera(["cdm", "keygen", "--handle", "t2-keymaster-release-10", "--out", dir, "--json"])
         assert.strictEqual(keys.code, 0, keys.stderr)
         const key = JSON.parse(keys.stdout.toString())
@@ -110,7 +104,7 @@ describe("tessera cdm", () => {
 
   it.live("bad input exits 2 with one clear line", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-cdm-")
       const noFile = yield* tessera(["cdm", "inspect", path.join(dir, "missing.mfz")])
       assert.strictEqual(noFile.code, 2)
       assert.match(noFile.stderr, /ENOENT/)

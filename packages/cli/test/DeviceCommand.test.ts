@@ -1,19 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs/promises"
-import * as os from "node:os"
 import * as path from "node:path"
-import { tessera } from "./utils.ts"
-
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "tessera-cli-"))),
-  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
-)
+import { tempDir, tessera } from "./utils.ts"
 
 describe("tessera device", () => {
   it.effect("create --random gives the same image as file and as sparse, and hash agrees", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-cli-")
       const file = `file:${path.join(dir, "a.img")}`
       const sparse = `sparse:${path.join(dir, "b.sparse")}`
       const made = yield* tessera(["device", "create", file, "--size", "3MiB", "--random", "42", "--json"])
@@ -34,7 +28,7 @@ describe("tessera device", () => {
 
   it.effect("bad specs, sizes and missing files are one line and exit code 2", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-cli-")
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, RegExp]> = [
         [["device", "hash", "nfs:/x"], /expected memory:SIZE, file:PATH or sparse:PATH/],
         [["device", "create", `file:${path.join(dir, "x")}`, "--size", "lots"], /not a size/],

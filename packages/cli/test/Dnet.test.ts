@@ -1,15 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { DnetClient, DnetRing, Transport } from "@tessera/protocol"
 import { Effect, Result } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
-import { jsonLines, start, tessera } from "./utils.ts"
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "tessera-dnet-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
+import { jsonLines, start, tempDir, tessera } from "./utils.ts"
 
 /** Starts `tessera dnet serve` with `args` and waits for its listening line. */
 const serve = (args: ReadonlyArray<string>) =>
@@ -34,7 +26,7 @@ describe("tessera dnet", () => {
     "3 nodes in 2 groups: both groups written, every key read with a node killed, a restarted node routed to again",
     () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("tessera-dnet-")
         const a = yield* serve(["--backend", "memory", "--listen", "tcp://127.0.0.1:0", "--group", "1"])
         const [b, c] = yield* Effect.all([
           serve(["--backend", `blob:${dir}/b`, "--listen", "tcp://127.0.0.1:0", "--group", "1", "--join", a.address]),

@@ -1,26 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
-import { start, tessera } from "./utils.ts"
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "tessera-migrate-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-const hashOf = (spec: string) =>
-  Effect.map(tessera(["device", "hash", spec, "--json"]), (run) => {
-    assert.strictEqual(run.code, 0, run.stderr)
-    return JSON.parse(run.stdout.toString()).sha256 as string
-  })
-
-const create = (spec: string, size: string, seed: string) =>
-  Effect.map(tessera(["device", "create", spec, "--size", size, "--random", seed]), (run) => {
-    assert.strictEqual(run.code, 0, run.stderr)
-  })
+import { create, hashOf, portOf, proxy, start, tempDir, tessera } from "./utils.ts"
 
 /** Serves `devices` with `flags`, connects into `targets`, and checks both end well and the data is equal. */
 const migrate = Effect.fnUntraced(function*(
@@ -54,48 +35,10 @@ const migrate = Effect.fnUntraced(function*(
   return served.stdout.toString().trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)
 })
 
-/**
- * A TCP proxy to `port` whose current connections can be dropped at any time (`drop`), while new ones are
- * still forwarded: a network failure between two processes.
- */
-const proxy = (port: number) =>
-  Effect.acquireRelease(
-    Effect.callback<{ readonly server: net.Server; readonly sockets: Set<net.Socket> }>((resume) => {
-      const sockets = new Set<net.Socket>()
-      const server = net.createServer((client) => {
-        const upstream = net.connect(port, "127.0.0.1")
-        for (const socket of [client, upstream]) {
-          sockets.add(socket)
-          socket.on("error", () => {})
-          socket.on("close", () => {
-            sockets.delete(socket)
-            client.destroy()
-            upstream.destroy()
-          })
-        }
-        client.pipe(upstream)
-        upstream.pipe(client)
-      })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
-    }),
-    ({ server, sockets }) =>
-      Effect.sync(() => {
-        for (const socket of sockets) socket.destroy()
-        server.close()
-      })
-  ).pipe(Effect.map(({ server, sockets }) => ({
-    address: `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    drop: () => {
-      for (const socket of sockets) socket.destroy()
-    }
-  })))
-
-const portOf = (address: unknown): number => Number(String(address).split(":").at(-1))
-
 describe("tessera migrate", () => {
   it.live("moves two file devices over TCP, byte for byte", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-migrate-")
       const [a, b] = [`file:${dir}/a.img`, `file:${dir}/b.img`]
       yield* create(a, "8MiB", "a")
       yield* create(b, "3MiB", "b")
@@ -110,7 +53,7 @@ describe("tessera migrate", () => {
 
   it.live("moves a sparse device over a Unix socket into a new sparse file", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-migrate-")
       yield* create(`sparse:${dir}/s.img`, "6MiB", "s")
       yield* migrate(`unix:${dir}/m.sock`, [`sparse:${dir}/s.img`], [`sparse:${dir}/s.out`])
     }).pipe(Effect.scoped), 120_000)
@@ -118,7 +61,7 @@ describe("tessera migrate", () => {
   for (const compress of ["none", "rle", "zeroes", "gzip"]) {
     it.live(`moves data with --compress ${compress}`, () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("tessera-migrate-")
         yield* create(`file:${dir}/c.img`, "4MiB", compress)
         yield* migrate("tcp://127.0.0.1:0", [`file:${dir}/c.img`], [`file:${dir}/c.out`], [
           "--compress",
@@ -131,7 +74,7 @@ describe("tessera migrate", () => {
 
   it.live("resumes after the network drops the connection and still ends identical", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-migrate-")
       const source = `file:${dir}/r.img`
       yield* create(source, "96MiB", "resume")
       const server = yield* start([
@@ -164,7 +107,7 @@ describe("tessera migrate", () => {
 
   it.live("a destination killed mid-migration makes the source fail with a clear error", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-migrate-")
       const source = `file:${dir}/k.img`
       yield* create(source, "96MiB", "kill")
       const server = yield* start([
@@ -195,7 +138,7 @@ describe("tessera migrate", () => {
     "refuses a destination with the wrong number of devices, and a file of the wrong size",
     () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("tessera-migrate-")
         yield* create(`file:${dir}/w.img`, "1MiB", "w")
         yield* create(`file:${dir}/small.img`, "512KiB", "small")
         for (

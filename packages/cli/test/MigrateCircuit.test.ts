@@ -4,67 +4,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
-import { start, tessera } from "./utils.ts"
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "tessera-circuit-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-const hashOf = (spec: string) =>
-  Effect.map(tessera(["device", "hash", spec, "--json"]), (run) => {
-    assert.strictEqual(run.code, 0, run.stderr)
-    return JSON.parse(run.stdout.toString()).sha256 as string
-  })
-
-const create = (spec: string, size: string, seed: string) =>
-  Effect.map(tessera(["device", "create", spec, "--size", size, "--random", seed]), (run) => {
-    assert.strictEqual(run.code, 0, run.stderr)
-  })
-
-/** A TCP proxy to `port` whose current connections can be dropped while new ones are still forwarded. */
-const proxy = (port: number) =>
-  Effect.acquireRelease(
-    Effect.callback<{ readonly server: net.Server; readonly sockets: Set<net.Socket> }>((resume) => {
-      const sockets = new Set<net.Socket>()
-      const server = net.createServer((client) => {
-        const upstream = net.connect(port, "127.0.0.1")
-        for (const socket of [client, upstream]) {
-          sockets.add(socket)
-          socket.on("error", () => {})
-          socket.on("close", () => {
-            sockets.delete(socket)
-            client.destroy()
-            upstream.destroy()
-          })
-        }
-        client.pipe(upstream)
-        upstream.pipe(client)
-      })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
-    }),
-    ({ server, sockets }) =>
-      Effect.sync(() => {
-        for (const socket of sockets) socket.destroy()
-        server.close()
-      })
-  ).pipe(Effect.map(({ server, sockets }) => ({
-    address: `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    drop: () => {
-      for (const socket of sockets) socket.destroy()
-    }
-  })))
-
-const portOf = (address: unknown): number => Number(String(address).split(":").at(-1))
+import { create, hashOf, portOf, proxy, start, tempDir, tessera } from "./utils.ts"
 
 describe("tessera migrate --via-circuit", () => {
   it.live("moves two file devices in a circuit, byte for byte", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-circuit-")
       const [a, b] = [`file:${dir}/a.img`, `file:${dir}/b.img`]
       yield* create(a, "8MiB", "ca")
       yield* create(b, "3MiB", "cb")
@@ -108,7 +53,7 @@ describe("tessera migrate --via-circuit", () => {
 
   it.live("resumes in a new circuit after the network drops the connection", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-circuit-")
       const source = `file:${dir}/r.img`
       yield* create(source, "96MiB", "circuit-resume")
       const server = yield* start([
@@ -148,7 +93,7 @@ describe("tessera migrate --via-circuit", () => {
 
   it.live("a source that is not serving circuits gives a clear error", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-circuit-")
       const source = `file:${dir}/p.img`
       yield* create(source, "1MiB", "plain")
       // A plain (not --via-circuit) source: the circuit frames are not what it speaks.

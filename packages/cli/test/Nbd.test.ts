@@ -3,20 +3,8 @@ import { Effect } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { start, tessera } from "./utils.ts"
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "tessera-nbd-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-const hashOf = (spec: string) =>
-  Effect.map(tessera(["device", "hash", spec, "--json"]), (ran) => {
-    assert.strictEqual(ran.code, 0, ran.stderr)
-    return JSON.parse(ran.stdout.toString()).sha256 as string
-  })
+import { hashOf, start, tempDir, tessera } from "./utils.ts"
 
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
 
@@ -79,7 +67,7 @@ describe("tessera nbd", () => {
     "nbd serve exports several devices by name; nbdinfo, nbdcopy and device hash see them",
     () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("tessera-nbd-")
         const image = path.join(dir, "disk.img")
         const created = yield* tessera(["device", "create", `file:${image}`, "--size", "8MiB", "--random", "nbd"])
         assert.strictEqual(created.code, 0, created.stderr)
@@ -163,7 +151,7 @@ describe("tessera nbd", () => {
     "migrate serve reads an nbdkit export; migrate connect --expose serves the destination while it arrives",
     () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("tessera-nbd-")
         const image = path.join(dir, "src.img")
         fs.writeFileSync(image, new Uint8Array(16 * MiB).map((_, i) => (i * 2654435761) >>> 24))
         const socket = yield* nbdkit(dir, ["file", image])

@@ -1,21 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { start, tessera } from "./utils.ts"
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "tessera-tile-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
+import { start, tempDir, tessera } from "./utils.ts"
 
 describe("tessera tile", () => {
   it.live(
     "grid: a 4x4 simulation with loss and corruption completes everywhere, JSON and SVG out",
     () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("tessera-tile-")
         const payload = path.join(dir, "payload.bin")
         fs.writeFileSync(payload, Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 7919) % 251)))
         const svg = path.join(dir, "grid.svg")
@@ -68,7 +62,7 @@ describe("tessera tile", () => {
 
   it.live("run: four tile processes linked over TCP spread a release", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("tessera-tile-")
       const keys = yield* tessera(["cdm", "keygen", "--handle", "t2-keymaster-release-10", "--out", dir, "--json"])
       const key = JSON.parse(keys.stdout.toString())
       const payload = path.join(dir, "payload.bin")

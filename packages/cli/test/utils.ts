@@ -1,5 +1,10 @@
+import { assert } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
@@ -99,3 +104,62 @@ export const start = (args: ReadonlyArray<string>, millis = 60_000) =>
     }),
     (running) => Effect.sync(() => running.child.kill("SIGKILL"))
   )
+
+/** A fresh temporary directory named `prefix…`, removed with everything in it when the scope closes. */
+export const tempDir = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), prefix))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** The sha256 `tessera device hash` prints for `spec`. */
+export const hashOf = (spec: string) =>
+  Effect.map(tessera(["device", "hash", spec, "--json"]), (run) => {
+    assert.strictEqual(run.code, 0, run.stderr)
+    return JSON.parse(run.stdout.toString()).sha256 as string
+  })
+
+/** Makes a device of pseudo-random bytes from `seed` with `tessera device create`. */
+export const create = (spec: string, size: string, seed: string) =>
+  Effect.map(tessera(["device", "create", spec, "--size", size, "--random", seed]), (run) => {
+    assert.strictEqual(run.code, 0, run.stderr)
+  })
+
+/**
+ * A TCP proxy to `port` whose current connections can be dropped at any time (`drop`), while new ones are
+ * still forwarded: a network failure between two processes.
+ */
+export const proxy = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly server: net.Server; readonly sockets: Set<net.Socket> }>((resume) => {
+      const sockets = new Set<net.Socket>()
+      const server = net.createServer((client) => {
+        const upstream = net.connect(port, "127.0.0.1")
+        for (const socket of [client, upstream]) {
+          sockets.add(socket)
+          socket.on("error", () => {})
+          socket.on("close", () => {
+            sockets.delete(socket)
+            client.destroy()
+            upstream.destroy()
+          })
+        }
+        client.pipe(upstream)
+        upstream.pipe(client)
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
+    }),
+    ({ server, sockets }) =>
+      Effect.sync(() => {
+        for (const socket of sockets) socket.destroy()
+        server.close()
+      })
+  ).pipe(Effect.map(({ server, sockets }) => ({
+    address: `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    drop: () => {
+      for (const socket of sockets) socket.destroy()
+    }
+  })))
+
+/** The port of a `tcp://HOST:PORT` address. */
+export const portOf = (address: unknown): number => Number(String(address).split(":").at(-1))
