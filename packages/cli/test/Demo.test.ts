@@ -1,27 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
 import * as net from "node:net"
-import { fileURLToPath } from "node:url"
 import { type Run, start, tessera } from "./utils.ts"
 
-const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
-
-/** Runs `tessera` like `utils.tessera`, but may take `millis` (a whole demo is three processes on 2 cores). */
-const tesseraSlow = (args: ReadonlyArray<string>, millis = 90_000): Effect.Effect<Run> =>
-  Effect.callback<Run>((resume) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"], timeout: millis })
-    const out: Array<Buffer> = []
-    const err: Array<Buffer> = []
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk))
-    child.on(
-      "close",
-      (code) =>
-        resume(Effect.succeed({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }))
-    )
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+/** A whole demo is three processes on 2 cores: it may take longer than one command. */
+const DEMO_MILLIS = 90_000
 
 /** A TCP port nobody listens on (bound, then closed). */
 const closedPort = Effect.callback<number>((resume) => {
@@ -56,7 +39,7 @@ describe("tessera demo", () => {
     "migrates between two processes while both ends use the device, and verifies it",
     () =>
       Effect.gen(function*() {
-        const run = yield* tesseraSlow(["demo", "--size", "32MiB", "--json"])
+        const run = yield* tessera(["demo", "--size", "32MiB", "--json"], undefined, DEMO_MILLIS)
         assert.strictEqual(run.code, 0, run.stderr)
         // --json: one object on stdout, nothing on stderr.
         assert.strictEqual(run.stderr, "")
@@ -81,7 +64,11 @@ describe("tessera demo", () => {
 
   it.live("prints progress lines and a verified report as text", () =>
     Effect.gen(function*() {
-      const run = yield* tesseraSlow(["demo", "--size", "16MiB", "--block-size", "256KiB", "--compress", "rle"])
+      const run = yield* tessera(
+        ["demo", "--size", "16MiB", "--block-size", "256KiB", "--compress", "rle"],
+        undefined,
+        DEMO_MILLIS
+      )
       assert.strictEqual(run.code, 0, run.stderr)
       const text = run.stdout.toString()
       assert.match(text, /size\s+16\.0 MiB in blocks of 256\.0 KiB/)

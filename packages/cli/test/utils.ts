@@ -15,10 +15,14 @@ export interface Run {
   readonly stderr: string
 }
 
-/** Runs `tessera` as a real process on the current Node, feeding `input` on stdin; killed after 60 s. */
-export const tessera = (args: ReadonlyArray<string>, input?: Uint8Array | string): Effect.Effect<Run> =>
+/** Runs `tessera` as a real process on the current Node, feeding `input` on stdin; killed after `millis`. */
+export const tessera = (
+  args: ReadonlyArray<string>,
+  input?: Uint8Array | string,
+  millis = 60_000
+): Effect.Effect<Run> =>
   Effect.callback<Run>((resume) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ["pipe", "pipe", "pipe"], timeout: 60_000 })
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ["pipe", "pipe", "pipe"], timeout: millis })
     const out: Array<Buffer> = []
     const err: Array<Buffer> = []
     child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
