@@ -7,7 +7,7 @@
  */
 import * as NbdConstants from "@tessera/codec/NbdConstants"
 import * as Schema from "effect/Schema"
-import { TransportError } from "./TransportError.ts"
+import * as ProtocolError from "./ProtocolError.ts"
 
 /**
  * The peer sent something the protocol does not allow (bad magic, a length over a cap, an unknown chunk, a
@@ -90,18 +90,18 @@ export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidC
 }
 
 /**
- * The transport under the connection failed.
+ * The transport under the connection failed: the same reason as a packet connection's.
  *
  * @since 0.1.0
  * @category errors
  */
-export class TransportFailed extends Schema.TaggedError<TransportFailed>()("TransportFailed", {
-  cause: TransportError
-}) {
-  override get message(): string {
-    return this.cause.message
-  }
-}
+export const TransportFailed = ProtocolError.TransportFailed
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type TransportFailed = ProtocolError.TransportFailed
 
 /**
  * What went wrong on an NBD connection.
