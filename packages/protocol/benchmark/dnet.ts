@@ -11,7 +11,7 @@
  *
  * `node benchmark/dnet.ts [--json]`; knobs `BENCH_ROUNDS` (3), `BENCH_SMALL_OPS` (5000), `BENCH_BIG_OPS` (3),
  * `BENCH_BIG_BYTES` (64 MiB), `BENCH_CASES` (e.g. `raw,memory`: only those targets), `BENCH_EXEC_ARGV` (Node flags for
- * the servers, e.g. `--cpu-prof`).
+ * the servers, e.g. `--cpu-prof`), `BENCH_GET_INTO=0` (big gets into fresh memory instead of one reused buffer).
  */
 import * as ObjectStoreSpec from "@tessera/storage/ObjectStoreSpec"
 import { Effect, Exit, Layer, Result, Scope } from "effect"
@@ -31,6 +31,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const SMALL_OPS = Number(process.env.BENCH_SMALL_OPS ?? 5000)
 const BIG_OPS = Number(process.env.BENCH_BIG_OPS ?? 3)
 const BIG = Number(process.env.BENCH_BIG_BYTES ?? 64 * MiB)
+/** Whether big gets read into a reused buffer (`ReadOptions.into`) rather than into fresh memory each time. */
+const GET_INTO = process.env.BENCH_GET_INTO !== "0"
 const PUT = 1
 const GET = 2
 
@@ -218,6 +220,8 @@ const main = async () => {
   const [raw, memory, blob] = await Promise.all([start(["raw"]), start(["dnet", "memory"]), start(["dnet", "blob"])])
   const small = pseudoRandom(KiB)
   const big = pseudoRandom(BIG)
+  // Big gets read into one reused buffer, as a caller that processes objects one at a time would.
+  const getBuffer = new Uint8Array(BIG)
   const rawConnection = await rawClient(raw.address)
   const scope = Scope.makeUnsafe()
   const run = <A, E>(effect: Effect.Effect<A, E, Transport.Transport | Scope.Scope>) =>
@@ -253,6 +257,7 @@ const main = async () => {
     }
     const client = clients[c.target]
     const key = c.size === KiB ? smallKey : bigKey
+    const into = c.size === KiB || !GET_INTO ? undefined : getBuffer
     const body = c.op === "put"
       ? Effect.gen(function*() {
         for (let i = 0; i < c.ops; i++) {
@@ -262,7 +267,7 @@ const main = async () => {
       })
       : Effect.gen(function*() {
         for (let i = 0; i < c.ops; i++) {
-          const read = yield* client.read(key)
+          const read = yield* client.read(key, into === undefined ? undefined : { into })
           if (read.data.length !== c.size) return yield* Effect.die(new Error("short read"))
         }
       })

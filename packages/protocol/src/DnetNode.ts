@@ -357,7 +357,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
   let nodeFlags = 0
   let logMask = 0
   const locks = Locks.make()
-  // Big WRITEs are assembled into reused buffers: two full-size packets' worth, shared by all connections.
+  // Big packets are received into reused buffers: two full-size packets' worth, shared by all connections.
   const pool = new BufferPool(2 * maxPacketSize)
   const sessions = new Set<Session>()
   const subscriptions = new Map<string, Set<Subscription>>()
@@ -918,7 +918,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
           inFlightBytes -= cost
           onDone?.()
         })
-      const reader = makeReader(maxPacketSize, pool)
+      const reader = makeReader(maxPacketSize, pool, connection.receiveInto)
       const next = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
       const start = (packet: DnetPacket.Packet, cost: number, release: () => void) => {
         inFlight++
@@ -1018,7 +1018,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
     Effect.gen(function*() {
       const linkScope = yield* Scope.fork(scope)
       const link = yield* Scope.provide(
-        Link.dial(peerAddress, { timeout: peerTimeout, maxPacketSize }),
+        Link.dial(peerAddress, { timeout: peerTimeout, maxPacketSize, pool }),
         linkScope
       ).pipe(Effect.onError(() => Scope.close(linkScope, Exit.void)))
       const setUp = Effect.gen(function*() {

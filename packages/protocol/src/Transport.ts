@@ -53,6 +53,14 @@ export interface Connection {
   readonly write: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, TransportError.TransportError>
   /** Bytes accepted by `write` that this process still holds (not yet handed to the OS, or unread in memory). */
   readonly queuedBytes: () => number
+  /**
+   * Asks for the stream's bytes from `position` on (counted from the first byte this connection received) to be
+   * read from the OS straight into `target`, as many as fit and have not been read yet; they come out of `read`
+   * as views of `target`. What was read before the request took effect arrives elsewhere as usual, so the
+   * caller copies whatever is not already in place. A frame parser uses it to receive a big frame into memory
+   * it reuses, instead of into fresh memory it would then copy from. Transports that cannot do it leave it out.
+   */
+  readonly receiveInto?: ((target: Uint8Array, position: number) => void) | undefined
   /** Half-closes: the peer reads to the end of what was written, then sees the end of the stream. */
   readonly end: Effect.Effect<void, TransportError.TransportError>
   /** Destroys the connection now; pending and later reads and writes fail with `Closed`. */

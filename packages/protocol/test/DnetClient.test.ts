@@ -146,6 +146,39 @@ describe("DnetClient", () => {
       })
   )
 
+  live(
+    "reads into given memory: big objects again and again, split replies, too little room, a missing key",
+    () =>
+      Effect.gen(function*() {
+        const store = yield* openStore("memory")
+        // Reads of at most 1 MiB per reply, so a 5 MiB object comes back in five big replies.
+        const { node } = yield* startNode({ store, listen: "tcp://127.0.0.1:0", maxReplyData: 1024 * 1024 })
+        const client = yield* DnetClient.make({ nodes: [node.address] })
+        const into = new Uint8Array(6 * 1024 * 1024)
+        const key = DnetRing.idOf("into")
+        for (const seed of [3, 5, 7]) {
+          const data = new Uint8Array(5 * 1024 * 1024 + 17).map((_, i) => (i * seed + (i >> 10)) & 0xff)
+          assert.isTrue(Result.isSuccess((yield* client.write(key, data))[0]!.result))
+          const read = yield* client.read(key, { into })
+          assert.strictEqual(read.data.buffer, into.buffer)
+          assert.strictEqual(read.data.length, data.length)
+          assert.isTrue(Buffer.from(read.data).equals(Buffer.from(data)))
+        }
+        // Without a size, as much as fits; a part at an offset.
+        const small = new Uint8Array(1000)
+        const head = yield* client.read(key, { into: small })
+        assert.strictEqual(head.data.length, 1000)
+        assert.deepStrictEqual([...head.data.subarray(0, 4)], [0, 7, 14, 21])
+        const part = yield* client.read(key, { into: small, offset: 5 * 1024 * 1024, size: 17 })
+        assert.strictEqual(part.data.length, 17)
+        const tooBig = yield* Effect.flip(client.read(key, { into: small, size: 1001 }))
+        assert.strictEqual(tooBig.reason._tag, "BadArgument")
+        const missing = yield* Effect.flip(client.read(DnetRing.idOf("nothing here"), { into }))
+        assert.isTrue(DnetError.isNotFound(missing))
+        assert.strictEqual((yield* client.read(key, { into: new Uint8Array(0) })).data.length, 0)
+      })
+  )
+
   live("a client without a reachable node fails with Unreachable", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(DnetClient.make({ nodes: ["tcp://127.0.0.1:1"], timeout: "2 seconds" }))

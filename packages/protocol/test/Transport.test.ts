@@ -134,6 +134,49 @@ layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it
       }).pipe(Effect.timeout("10 seconds")))
   })
 
+  for (const scheme of ["tcp", "unix"] as const) {
+    it.effect(`${scheme}: receiveInto reads a stretch of the stream straight into the given memory`, () =>
+      Effect.gen(function*() {
+        const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+        const sent = pseudoRandom(24 * MiB, 7)
+        for (const [reader, writer] of [[server, client], [client, server]] as const) {
+          const receiveInto = reader.receiveInto
+          assert.isDefined(receiveInto)
+          const target = new Uint8Array(sent.length - 1000)
+          const chunks: Array<Uint8Array> = []
+          let position = 0
+          let asked = false
+          const written = yield* Effect.forkChild(writer.write([sent]))
+          while (position < sent.length) {
+            const batch = yield* reader.read
+            for (const chunk of batch) {
+              chunks.push(chunk)
+              position += chunk.length
+            }
+            if (!asked) {
+              // From byte 1000 on; whatever already arrived past it is not in `target`.
+              asked = true
+              receiveInto!(target, 1000)
+            }
+          }
+          yield* Fiber.join(written)
+          assert.isTrue(equalBytes(concat(chunks), sent))
+          // Chunks in `target` sit where their stream position says, and most of the stream went there.
+          let at = 0
+          let inTarget = 0
+          for (const chunk of chunks) {
+            if (chunk.buffer === target.buffer) {
+              assert.strictEqual(chunk.byteOffset, at - 1000)
+              inTarget += chunk.length
+            }
+            at += chunk.length
+          }
+          assert.isAbove(inTarget, sent.length / 2)
+          assert.isTrue(equalBytes(target.subarray(sent.length - 1000 - 4096), sent.subarray(sent.length - 4096)))
+        }
+      }).pipe(Effect.timeout("20 seconds")))
+  }
+
   describe("unix", () => {
     it.effect("removes the socket file when the listener closes; a second listener on it fails", () =>
       Effect.gen(function*() {

@@ -4,8 +4,13 @@
  * nothing further to flush); the objects are released when the scope closes.
  *
  * Objects that grow keep spare capacity (doubling, with at most `MAX_SLACK` bytes spare), so a run of appends
- * costs amortised linear time instead of copying the whole object each time. Reads return copies and writes copy
- * their input, so callers never share bytes with the store.
+ * costs amortised linear time instead of copying the whole object each time. Writes copy their input. Reads
+ * return a view of the object's bytes, not a copy (a fresh copy of a big object costs a page fault per 4 KiB,
+ * more than the rest of a request): once an object's bytes have been handed out they are never changed again,
+ * and the next write of that object goes to new memory (copy on write). A write to an object whose bytes were
+ * never handed out is made in place when its memory is big enough.
+ *
+ * Every operation runs synchronously, so none can be in flight when the scope closes.
  *
  * @since 0.1.0
  */
@@ -15,7 +20,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as KeyIndex from "./internal/keyIndex.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
-import { checkKey, checkList, checkRead, checkWrite, guarded, info, notFound, place } from "./internal/objectStore.ts"
+import { checkKey, checkList, checkRead, checkWrite, info, notFound, place } from "./internal/objectStore.ts"
 import { type ListOptions, ObjectStore, readLength, type Store, type WriteOptions } from "./ObjectStore.ts"
 import * as StorageError from "./StorageError.ts"
 
@@ -25,10 +30,16 @@ interface Entry {
   bytes: Uint8Array
   size: number
   modified: number
+  /** Whether a read handed out a view of `bytes`: then they must not change. */
+  shared: boolean
 }
 
 // Spare capacity is capped so that extending a huge object by a few bytes does not double its memory.
 const MAX_SLACK = 16 * 1024 * 1024
+
+/** Whether memory of `capacity` bytes may hold an object of `size` bytes without wasting too much of it. */
+const fits = (capacity: number, size: number): boolean =>
+  size <= capacity && capacity <= Math.max(2 * size, size + MAX_SLACK)
 
 /**
  * Creates an empty store, released with the current scope.
@@ -47,74 +58,101 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
         bytes = 0
       })
     )
+    const closed = Effect.fail(StorageError.make(name, new StorageError.Closed()))
 
-    // Allocation is where a write past the memory limit fails; that is the caller's range, not a defect.
-    const allocate = (size: number, offset: number, length: number) =>
-      Effect.try({
-        try: () => new Uint8Array(size),
-        catch: () => StorageError.make(name, new StorageError.OutOfRange({ offset, length, size }))
+    /**
+     * Runs a synchronous operation unless the store is closed. Operations are untraced: each is a few
+     * microseconds of work, and the call-site capture of a traced function costs more than that.
+     */
+    const run = <A>(
+      checked: Effect.Effect<void, StorageError.StorageError>,
+      operation: () => A | StorageError.StorageError
+    ): Effect.Effect<A, StorageError.StorageError> =>
+      Effect.flatMap(checked, () => {
+        if (lifecycle.isClosed()) return closed
+        const outcome = operation()
+        return outcome instanceof StorageError.StorageError ? Effect.fail(outcome) : Effect.succeed(outcome)
       })
 
-    const write = Effect.fn("MemoryStore.write")(function*(key: Uint8Array, data: Uint8Array, options?: WriteOptions) {
-      yield* checkWrite(name, key, data, options)
-      const modified = yield* Clock.currentTimeMillis
-      const entry = index.get(key)
-      const placement = place(entry?.size ?? 0, data.length, options)
-      if (entry && placement.keep && placement.size <= entry.bytes.length) {
-        entry.bytes.set(data, placement.at)
-      } else {
-        const capacity = placement.keep
-          ? Math.max(placement.size, Math.min(2 * (entry?.bytes.length ?? 0), placement.size + MAX_SLACK))
-          : placement.size
-        const fresh = yield* allocate(capacity, placement.at, data.length)
-        if (entry && placement.keep) fresh.set(entry.bytes.subarray(0, entry.size))
-        fresh.set(data, placement.at)
-        if (entry) entry.bytes = fresh
-        else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified })
+    // Allocation is where a write past the memory limit fails; that is the caller's range, not a defect.
+    const allocate = (size: number, offset: number, length: number): Uint8Array | StorageError.StorageError => {
+      try {
+        return new Uint8Array(size)
+      } catch {
+        return StorageError.make(name, new StorageError.OutOfRange({ offset, length, size }))
       }
-      const target = index.get(key)!
-      bytes += placement.size - target.size
-      target.size = placement.size
-      target.modified = modified
-      return info(key, target.size, modified)
-    })
+    }
 
-    const read = Effect.fn("MemoryStore.read")(function*(key: Uint8Array, offset = 0, size = 0) {
-      yield* checkRead(name, key, offset, size)
-      const entry = index.get(key)
-      if (!entry) return yield* notFound(name, key)
-      return entry.bytes.slice(offset, offset + readLength(entry.size, offset, size))
-    })
+    const write = (key: Uint8Array, data: Uint8Array, options?: WriteOptions) =>
+      Effect.flatMap(Clock.currentTimeMillis, (modified) =>
+        run(checkWrite(name, key, data, options), () => {
+          const entry = index.get(key)
+          const placement = place(entry?.size ?? 0, data.length, options)
+          if (entry !== undefined && !entry.shared && fits(entry.bytes.length, placement.size)) {
+            entry.bytes.set(data, placement.at)
+            // A replacing write leaves zeros after the new end, as the invariant wants.
+            if (!placement.keep && entry.size > data.length) entry.bytes.fill(0, data.length, entry.size)
+          } else {
+            const capacity = placement.keep
+              ? Math.max(placement.size, Math.min(2 * (entry?.bytes.length ?? 0), placement.size + MAX_SLACK))
+              : placement.size
+            const fresh = allocate(capacity, placement.at, data.length)
+            if (fresh instanceof StorageError.StorageError) return fresh
+            if (entry !== undefined && placement.keep) fresh.set(entry.bytes.subarray(0, entry.size))
+            fresh.set(data, placement.at)
+            if (entry !== undefined) {
+              entry.bytes = fresh
+              entry.shared = false
+            } else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified, shared: false })
+          }
+          const target = index.get(key)!
+          bytes += placement.size - target.size
+          target.size = placement.size
+          target.modified = modified
+          return info(key, target.size, modified)
+        }))
 
-    const remove = Effect.fn("MemoryStore.remove")(function*(key: Uint8Array) {
-      yield* checkKey(name, key)
-      const entry = index.remove(key)
-      if (entry) bytes -= entry.size
-      return entry !== undefined
-    })
+    const read = (key: Uint8Array, offset = 0, size = 0) =>
+      run(checkRead(name, key, offset, size), () => {
+        const entry = index.get(key)
+        if (entry === undefined) return notFound(name, key)
+        const length = readLength(entry.size, offset, size)
+        if (length === 0) return EMPTY
+        entry.shared = true
+        return entry.bytes.subarray(offset, offset + length)
+      })
 
-    const stat = Effect.fn("MemoryStore.stat")(function*(key: Uint8Array) {
-      yield* checkKey(name, key)
-      const entry = index.get(key)
-      if (!entry) return yield* notFound(name, key)
-      return info(entry.key, entry.size, entry.modified)
-    })
+    const remove = (key: Uint8Array) =>
+      run(checkKey(name, key), () => {
+        const entry = index.remove(key)
+        if (entry !== undefined) bytes -= entry.size
+        return entry !== undefined
+      })
 
-    const list = Effect.fn("MemoryStore.list")(function*(options?: ListOptions) {
-      const range = yield* checkList(name, options)
-      return index.range(range).map((entry) => info(entry.key, entry.size, entry.modified))
-    })
+    const stat = (key: Uint8Array) =>
+      run(checkKey(name, key), () => {
+        const entry = index.get(key)
+        return entry === undefined ? notFound(name, key) : info(entry.key, entry.size, entry.modified)
+      })
 
-    return guarded(name, lifecycle, {
+    const list = (options?: ListOptions) =>
+      Effect.flatMap(checkList(name, options), (range) =>
+        run(Effect.void, () => index.range(range).map((entry) => info(entry.key, entry.size, entry.modified))))
+
+    return {
+      name,
       write,
       read,
       remove,
       stat,
       list,
-      stats: Effect.sync(() => ({ objects: index.size(), bytes })),
-      flush: Effect.void
-    })
+      stats: run(Effect.void, () => ({ objects: index.size(), bytes })),
+      flush: run(Effect.void, () =>
+        undefined)
+    }
   })
+
+const EMPTY = new Uint8Array(0)
 
 /**
  * An `ObjectStore` layer holding an empty memory store.

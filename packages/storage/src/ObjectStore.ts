@@ -8,7 +8,9 @@
  *   larger offset it writes in place and extends the object (a gap reads as zeros). It creates the object when
  *   it does not exist.
  * - `read(key, offset, size)` returns `size` bytes from `offset`, or the rest when `size` is 0, cut at the end;
- *   an offset at or past the end returns no bytes (not an error).
+ *   an offset at or past the end returns no bytes (not an error). The bytes it returns are the caller's to read,
+ *   not to change: a store may hand out a view of what it holds (the memory store does), and then never changes
+ *   those bytes itself.
  * - `remove` reports whether the object existed; removing a missing object is not an error.
  * - `list` walks keys in unsigned lexicographic order within an inclusive `[start, end]` range.
  *

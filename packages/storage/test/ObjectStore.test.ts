@@ -107,6 +107,38 @@ describe.each(backends)("$name", (backend) => {
       assert.strictEqual(str(yield* store.read(k, 2, 1)), "3")
     }))
 
+  it.effect("bytes a read returned stay as they were when the object is written, shrunk or removed", () =>
+    Effect.gen(function*() {
+      const store = yield* fresh(backend)
+      const k = key(9)
+      yield* store.write(k, text("abcdefgh"))
+      yield* store.write(k, text("ABCDEFGH"))
+      const first = yield* store.read(k)
+      const middle = yield* store.read(k, 2, 3)
+      yield* store.write(k, text("xy"), { offset: 2 })
+      yield* store.write(k, text("12"), { append: true })
+      const second = yield* store.read(k)
+      yield* store.write(k, text("short"))
+      yield* store.remove(k)
+      assert.strictEqual(str(first), "ABCDEFGH")
+      assert.strictEqual(str(middle), "CDE")
+      assert.strictEqual(str(second), "ABxyEFGH12")
+      yield* store.write(k, text("new"))
+      assert.strictEqual(str(yield* store.read(k)), "new")
+      assert.strictEqual(str(yield* store.read(k, 0, 8)), "new")
+    }))
+
+  it.effect("a replacing write that shrinks an object in place leaves nothing of the old bytes", () =>
+    Effect.gen(function*() {
+      const store = yield* fresh(backend)
+      const k = key(10)
+      yield* store.write(k, new Uint8Array(1000).fill(0xaa))
+      yield* store.write(k, text("tiny"))
+      yield* store.write(k, text("!"), { offset: 10 })
+      const bytes = yield* store.read(k)
+      assert.deepStrictEqual([...bytes], [...text("tiny"), 0, 0, 0, 0, 0, 0, ...text("!")])
+    }))
+
   it.effect("append accumulates, offset 0 replaces, a write past the end leaves zeros", () =>
     Effect.gen(function*() {
       const store = yield* fresh(backend)

@@ -3,9 +3,14 @@
  * matched to them by `trans & ~REPLY`, every reply with MORE is kept and the first without MORE completes the
  * request. A reply for an unknown transaction is dropped. When the connection breaks, the peer sends something
  * that is not dnet, or the scope closes, every pending request fails and later ones fail at once.
+ *
+ * Big replies are received into buffers of a pool (see `dnetWire.makeReader`). `request` hands the replies over
+ * for good (their buffers are not reused); `borrow` lends them to a function and reuses their buffers after it
+ * returns, which is what lets a client read big objects again and again without fresh memory.
  */
 import { CmdFlags, TRANS_REPLY } from "@tessera/codec/DnetConstants"
-import * as DnetPacket from "@tessera/codec/DnetPacket"
+import type * as DnetPacket from "@tessera/codec/DnetPacket"
+import { name as commandName } from "@tessera/codec/DnetPacket"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -15,7 +20,7 @@ import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as DnetError from "../DnetError.ts"
 import * as Transport from "../Transport.ts"
-import { encodeParts } from "./dnetWire.ts"
+import { type BufferPool, encodeParts, makeReader } from "./dnetWire.ts"
 
 /** A request before it is numbered: everything but the transaction. */
 export type Outgoing = Omit<DnetPacket.Packet, "trans">
@@ -34,6 +39,15 @@ export interface Link {
     packet: Outgoing,
     options: RequestOptions
   ) => Effect.Effect<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>
+  /**
+   * Sends a request and passes every reply to it to `use`; the replies' bytes are valid only until `use`
+   * returns.
+   */
+  readonly borrow: <A>(
+    packet: Outgoing,
+    options: RequestOptions,
+    use: (replies: ReadonlyArray<DnetPacket.Packet>) => A
+  ) => Effect.Effect<A, DnetError.DnetError>
   /** Sends a packet that gets no reply (JOIN): it carries transaction 0. */
   readonly send: (packet: Outgoing) => Effect.Effect<void, DnetError.DnetError>
   /** Whether the connection still works. */
@@ -51,25 +65,28 @@ export interface Link {
  */
 interface Pending {
   readonly replies: Array<DnetPacket.Packet>
+  /** Give the replies' buffers back for reuse. */
+  readonly releases: Array<() => void>
   readonly deadline: number
   readonly timeout: () => DnetError.DnetError
-  outcome: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError> | undefined
-  resume: ((exit: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>) => void) | undefined
+  outcome: Exit.Exit<Pending, DnetError.DnetError> | undefined
+  resume: ((exit: Exit.Exit<Pending, DnetError.DnetError>) => void) | undefined
 }
 
 /** How often a connection with requests in flight looks for ones past their deadline. */
 const SWEEP_MILLIS = 100
 
-const settle = (entry: Pending, exit: Exit.Exit<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>): void => {
+const settle = (entry: Pending, exit: Exit.Exit<Pending, DnetError.DnetError>): void => {
   if (entry.resume !== undefined) entry.resume(exit)
   else entry.outcome ??= exit
 }
 
-/** Wraps a connection; the reader runs in the current scope. */
+/** Wraps a connection; the reader runs in the current scope. Big replies are received into `pool`'s buffers. */
 export const make = Effect.fnUntraced(function*(
   connection: Transport.Connection,
   address: string,
-  maxPacketSize: number
+  maxPacketSize: number,
+  pool: BufferPool
 ): Effect.fn.Return<Link, never, Scope.Scope> {
   const pending = new Map<bigint, Pending>()
   const ended = Deferred.makeUnsafe<void>()
@@ -104,36 +121,34 @@ export const make = Effect.fnUntraced(function*(
 
   const unreachable = (detail: string) => DnetError.make(new DnetError.Unreachable({ node: address, detail }))
 
-  const deliver = (packet: DnetPacket.Packet): void => {
-    if ((packet.trans & TRANS_REPLY) === 0n) return // requests are not served on a requesting connection
+  const deliver = (packet: DnetPacket.Packet, release: () => void): void => {
+    const entry = (packet.trans & TRANS_REPLY) === 0n
+      ? undefined // requests are not served on a requesting connection
+      : pending.get(packet.trans & ~TRANS_REPLY)
+    if (entry === undefined) return release()
     const trans = packet.trans & ~TRANS_REPLY
-    const entry = pending.get(trans)
-    if (entry === undefined) return
     entry.replies.push(packet)
+    entry.releases.push(release)
     if ((packet.flags & CmdFlags.MORE) === 0) {
       pending.delete(trans)
-      settle(entry, Exit.succeed(entry.replies))
+      settle(entry, Exit.succeed(entry))
     }
   }
 
   const readLoop = Effect.gen(function*() {
-    const parser = DnetPacket.makeParser({ maxPacketSize })
+    const reader = makeReader(maxPacketSize, pool, connection.receiveInto)
     const next = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
+    const badReply = (detail: string) => shutdown(DnetError.make(new DnetError.BadReply({ node: address, detail })))
     while (true) {
       const batch = yield* next
       if (batch === undefined) break
       for (const chunk of batch) {
-        const parsed = parser.push(chunk)
-        if (Result.isFailure(parsed)) {
-          return yield* shutdown(
-            DnetError.make(new DnetError.BadReply({ node: address, detail: parsed.failure.message }))
-          )
+        const parsed = reader.push(chunk)
+        if (Result.isFailure(parsed)) return yield* badReply(parsed.failure.message)
+        for (const item of parsed.success) {
+          if (item._tag === "Invalid") return yield* badReply(item.reason)
+          deliver(item.packet, item.release)
         }
-        for (const item of parsed.success) deliver(item.packet)
-      }
-      const rest = parser.push(new Uint8Array(0))
-      if (Result.isFailure(rest)) {
-        return yield* shutdown(DnetError.make(new DnetError.BadReply({ node: address, detail: rest.failure.message })))
       }
     }
     yield* shutdown(unreachable("the node closed the connection"))
@@ -148,18 +163,19 @@ export const make = Effect.fnUntraced(function*(
       return Effect.andThen(shutdown(failed), Effect.fail(failure ?? failed))
     })
 
-  const request: Link["request"] = (packet, options) =>
+  const exchange = (packet: Outgoing, options: RequestOptions) =>
     Effect.suspend(() => {
       if (failure !== undefined) return Effect.fail(failure)
       const trans = nextTrans++
       const entry: Pending = {
         replies: [],
+        releases: [],
         deadline: Date.now() + options.timeoutMillis,
         timeout: () =>
           DnetError.make(
             new DnetError.Timeout({
               node: address,
-              command: DnetPacket.name({ ...packet, trans }),
+              command: commandName({ ...packet, trans }),
               millis: options.timeoutMillis
             })
           ),
@@ -169,7 +185,7 @@ export const make = Effect.fnUntraced(function*(
       // Registered before the packet leaves, so no reply can miss it.
       pending.set(trans, entry)
       sweeper ??= setInterval(sweep, Math.min(SWEEP_MILLIS, options.timeoutMillis))
-      const wait = Effect.callback<ReadonlyArray<DnetPacket.Packet>, DnetError.DnetError>((resume) => {
+      const wait = Effect.callback<Pending, DnetError.DnetError>((resume) => {
         if (entry.outcome !== undefined) return resume(entry.outcome)
         entry.resume = resume
         return Effect.sync(() => {
@@ -182,12 +198,24 @@ export const make = Effect.fnUntraced(function*(
       )
     })
 
+  const request: Link["request"] = (packet, options) => Effect.map(exchange(packet, options), (entry) => entry.replies)
+
+  const borrow: Link["borrow"] = (packet, options, use) =>
+    Effect.map(exchange(packet, options), (entry) => {
+      try {
+        return use(entry.replies)
+      } finally {
+        for (const release of entry.releases) release()
+      }
+    })
+
   const send: Link["send"] = (packet) =>
     Effect.suspend(() => failure !== undefined ? Effect.fail(failure) : write({ ...packet, trans: 0n }))
 
   return {
     address,
     request,
+    borrow,
     send,
     isOpen: () => failure === undefined,
     closed: Deferred.await(ended),
@@ -198,9 +226,9 @@ export const make = Effect.fnUntraced(function*(
 /** Dials a node and wraps the connection; dial failures are `Unreachable`. */
 export const dial = (
   address: string,
-  options: { readonly timeout: Duration.Input; readonly maxPacketSize: number }
+  options: { readonly timeout: Duration.Input; readonly maxPacketSize: number; readonly pool: BufferPool }
 ): Effect.Effect<Link, DnetError.DnetError, Transport.Transport | Scope.Scope> =>
   Transport.dial(address, { timeout: options.timeout }).pipe(
     Effect.mapError((error) => DnetError.make(new DnetError.Unreachable({ node: address, detail: error.message }))),
-    Effect.flatMap((connection) => make(connection, address, options.maxPacketSize))
+    Effect.flatMap((connection) => make(connection, address, options.maxPacketSize, options.pool))
   )

@@ -136,12 +136,17 @@ export class BufferPool {
 const noRelease = (): void => {}
 
 /**
- * A parser of a node's incoming stream into `Incoming` items. Only a header announcing more than
- * `maxPacketSize` bytes (or the end of the stream inside a packet) fails it: past such a header the stream
- * cannot be followed. A packet inside one received chunk is a view of it; a big one that arrived in pieces is
- * assembled into a buffer of `pool`, given back by its `release`.
+ * A parser of a dnet stream into `Incoming` items. Only a header announcing more than `maxPacketSize` bytes (or
+ * the end of the stream inside a packet) fails it: past such a header the stream cannot be followed. A packet
+ * inside one received chunk is a view of it; a big one (from `POOL_FROM` bytes) is received into a buffer of
+ * `pool`, given back by its `release`. With `receiveInto` (the connection's, when it has one) the rest of a big
+ * packet is read from the OS straight into that buffer, so only what had already arrived is copied.
  */
-export const makeReader = (maxPacketSize: number, pool: BufferPool): StreamParser.StreamParser<Incoming> => {
+export const makeReader = (
+  maxPacketSize: number,
+  pool: BufferPool,
+  receiveInto?: ((target: Uint8Array, position: number) => void) | undefined
+): StreamParser.StreamParser<Incoming> => {
   let assembled: Uint8Array | undefined
   const parser = StreamParser.make<Incoming>({
     protocol: "dnet",
@@ -177,58 +182,54 @@ export const makeReader = (maxPacketSize: number, pool: BufferPool): StreamParse
       pool.give(bytes)
     }
   }
-  // Chunks are collected here until a whole big packet is in; then it is copied into a pooled buffer and fed
-  // to the parser as one chunk, so the parser hands it out as a view.
-  const held: Array<Uint8Array> = []
-  let heldBytes = 0
-  let need = 0
+  /** Stream bytes pushed so far. */
+  let position = 0
+  // The big packet being received, and how many of its bytes are in; once whole it goes to the parser as one
+  // chunk, so the parser hands it out as a view.
+  let big: Uint8Array | undefined
+  let filled = 0
   const feed = (chunk: Uint8Array): ReturnType<typeof parser.push> => {
-    if (need === 0) {
+    const start = position
+    position += chunk.length
+    if (big === undefined) {
       // Between big packets: does this chunk (with what the parser holds) start one that spans chunks?
-      const start = parser.buffered()
-      if (start === 0 && chunk.length >= DnetPacket.HEADER_SIZE) {
+      if (parser.buffered() === 0 && chunk.length >= DnetPacket.HEADER_SIZE) {
         const length = DnetPacket.HEADER_SIZE + readSize(chunk)
         if (length >= POOL_FROM && length <= maxPacketSize && length > chunk.length) {
-          need = length
-          held.push(chunk)
-          heldBytes = chunk.length
+          big = pool.take(length)
+          big.set(chunk)
+          filled = chunk.length
+          receiveInto?.(big, start)
           return Result.succeed([])
         }
       }
       return parser.push(chunk)
     }
-    held.push(chunk)
-    heldBytes += chunk.length
-    if (heldBytes < need) return Result.succeed([])
-    const whole = pool.take(need)
-    let at = 0
-    let rest: Uint8Array | undefined
-    for (const piece of held) {
-      const n = Math.min(piece.length, need - at)
-      whole.set(n === piece.length ? piece : piece.subarray(0, n), at)
-      at += n
-      if (n < piece.length) rest = piece.subarray(n)
-    }
-    held.length = 0
-    heldBytes = 0
-    need = 0
-    assembled = whole
-    const first = parser.push(whole)
-    if (Result.isFailure(first) || rest === undefined) return first
-    const more = feed(rest)
+    const n = Math.min(chunk.length, big.length - filled)
+    const inPlace = chunk.buffer === big.buffer && chunk.byteOffset === big.byteOffset + filled
+    if (!inPlace) big.set(n === chunk.length ? chunk : chunk.subarray(0, n), filled)
+    filled += n
+    if (filled < big.length) return Result.succeed([])
+    assembled = big
+    const first = parser.push(big)
+    big = undefined
+    if (Result.isFailure(first) || n === chunk.length) return first
+    // The bytes after the packet start at their own stream position.
+    position = start + n
+    const more = feed(chunk.subarray(n))
     if (Result.isFailure(more)) return first.success.length > 0 ? first : more
     return Result.succeed([...first.success, ...more.success])
   }
   return {
     push: feed,
     end: () => {
-      // A big packet cut short: hand its pieces to the parser, which says how much of it came.
-      for (const piece of held.splice(0)) parser.push(piece)
-      heldBytes = 0
-      need = 0
+      // A big packet cut short: hand what came of it to the parser, which says how much that was.
+      if (big !== undefined) parser.push(big.subarray(0, filled))
+      big = undefined
+      filled = 0
       return parser.end()
     },
-    buffered: () => parser.buffered() + heldBytes
+    buffered: () => parser.buffered() + (big === undefined ? 0 : filled)
   }
 }
 

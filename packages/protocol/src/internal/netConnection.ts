@@ -3,7 +3,7 @@
  * socket layer, which costs about half the throughput (stack.md §7.3).
  *
  * Reading: received chunks (big adjacent reads through `ReadRegions` where the runtime allows, else 'data'
- * events) are appended to a batch without copies, and a chunk that continues the previous one in memory is
+ * events; `receiveInto` needs the former) are appended to a batch without copies, and a chunk that continues the previous one in memory is
  * joined to it by a view. When the batch holds `readBuffer` bytes the socket is paused, which stops reads from
  * the kernel, so the peer's sends block. A pull takes the whole batch and resumes the socket. A waiting reader
  * is woken once per turn of the event loop (`setImmediate`), not per read, so it gets everything that arrived
@@ -40,6 +40,7 @@ class NetConnection implements Connection {
   readonly read: Pull.Pull<Arr.NonEmptyReadonlyArray<Uint8Array>, TransportError.TransportError>
   readonly end: Effect.Effect<void, TransportError.TransportError>
   readonly close: Effect.Effect<void>
+  readonly receiveInto: ((target: Uint8Array, position: number) => void) | undefined
 
   #chunks: Array<Uint8Array> = []
   #buffered = 0
@@ -102,6 +103,7 @@ class NetConnection implements Connection {
     }
     if (regions === undefined) socket.on("data", received)
     else regions.attach(received)
+    this.receiveInto = regions === undefined ? undefined : (target, position) => regions.receiveInto(target, position)
     socket.on("end", () => {
       if (this.#closed) return
       this.#eof = true

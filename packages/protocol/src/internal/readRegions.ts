@@ -6,7 +6,10 @@
  * the free tail of a 4 MiB slab, so one read returns as much as the kernel holds (hundreds of KiB to MiB on
  * loopback), and consecutive reads are adjacent in memory, so pieces of one frame can be joined by a view
  * instead of a copy. A region is never handed out twice, so the views stay valid for as long as anyone holds
- * them. Slabs are allocated uninitialised: only the bytes a read filled are ever exposed.
+ * them. Slabs are allocated uninitialised: only the bytes a read filled are ever exposed. A reader can ask for
+ * a stretch of the stream to go into memory of its own instead (`receiveInto`): reads then target that memory
+ * until it is full. Node asks for the next target right after each read, so the request takes effect from the
+ * read after the one already armed.
  *
  * Node takes `onread` only when a socket is created (`net.connect`); a socket accepted by a server gets the
  * same fields set after the fact, before it starts reading. Other runtimes keep 'data' events: Bun has its own
@@ -27,11 +30,16 @@ export class ReadRegions {
   #next = 0
   #sink: Sink | undefined
   #early: Array<Uint8Array> = []
+  /** Bytes read so far: the stream position of the next read. */
+  #received = 0
+  /** Where the stream from `position` on should go, until `target` is full. */
+  #steer: { readonly target: Uint8Array; readonly position: number } | undefined
 
   readonly onread: Net.OnReadOpts = {
     buffer: () => this.#region(),
     callback: (length, region) => {
-      this.#next = region.byteOffset + length
+      if (region.buffer === this.#slab.buffer) this.#next = region.byteOffset - this.#slab.byteOffset + length
+      this.#received += length
       const chunk = new Uint8Array(region.buffer, region.byteOffset, length)
       if (this.#sink === undefined) this.#early.push(chunk)
       else this.#sink(chunk)
@@ -48,7 +56,18 @@ export class ReadRegions {
     for (const chunk of early) sink(chunk)
   }
 
+  /** Reads the stream from `position` on into `target` (see `Transport.Connection.receiveInto`). */
+  receiveInto(target: Uint8Array, position: number): void {
+    this.#steer = { target, position }
+  }
+
   #region(): Uint8Array {
+    const steer = this.#steer
+    if (steer !== undefined) {
+      const at = this.#received - steer.position
+      if (at >= 0 && at < steer.target.length) return steer.target.subarray(at)
+      if (at >= steer.target.length) this.#steer = undefined
+    }
     if (this.#slab.length - this.#next < MIN_REGION) {
       this.#slab = Buffer.allocUnsafeSlow(SLAB_SIZE)
       this.#next = 0
