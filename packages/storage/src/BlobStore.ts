@@ -293,7 +293,9 @@ export const make = Effect.fn("BlobStore.make")(
         return { key: key.slice(), record, size, modified }
       })
 
-    const write = Effect.fn("BlobStore.write")(function*(key: Uint8Array, data: Uint8Array, options?: WriteOptions) {
+    // Per-object operations are untraced: the call-site capture of a traced function costs about as much as a
+    // small read or write from the page cache.
+    const write = Effect.fnUntraced(function*(key: Uint8Array, data: Uint8Array, options?: WriteOptions) {
       yield* checkWrite(name, key, data, options)
       return yield* writer.withPermit(Effect.uninterruptible(Effect.gen(function*() {
         const previous = index.get(key)
@@ -317,7 +319,7 @@ export const make = Effect.fn("BlobStore.make")(
       })))
     })
 
-    const read = Effect.fn("BlobStore.read")(function*(key: Uint8Array, offset = 0, size = 0) {
+    const read = Effect.fnUntraced(function*(key: Uint8Array, offset = 0, size = 0) {
       yield* checkRead(name, key, offset, size)
       return yield* reading((source, entries) =>
         Effect.gen(function*() {
@@ -330,7 +332,7 @@ export const make = Effect.fn("BlobStore.make")(
       )
     })
 
-    const remove = Effect.fn("BlobStore.remove")(function*(key: Uint8Array) {
+    const remove = Effect.fnUntraced(function*(key: Uint8Array) {
       yield* checkKey(name, key)
       return yield* writer.withPermit(Effect.uninterruptible(Effect.gen(function*() {
         const previous = index.get(key)
@@ -342,7 +344,7 @@ export const make = Effect.fn("BlobStore.make")(
       })))
     })
 
-    const stat = Effect.fn("BlobStore.stat")(function*(key: Uint8Array) {
+    const stat = Effect.fnUntraced(function*(key: Uint8Array) {
       yield* checkKey(name, key)
       const entry = index.get(key)
       if (!entry) return yield* notFound(name, key)

@@ -198,12 +198,14 @@ export const make = Effect.fn("FileStore.make")(
       Effect.uninterruptible
     )
 
-    const write = Effect.fn("FileStore.write")(function*(key: Uint8Array, data: Uint8Array, options?: WriteOptions) {
+    // Per-object operations are untraced: the call-site capture of a traced function costs about as much as a
+    // small read or write from the page cache.
+    const write = Effect.fnUntraced(function*(key: Uint8Array, data: Uint8Array, options?: WriteOptions) {
       yield* checkWrite(name, key, data, options)
       return yield* locks.withLock(keyHex(key))(replace(key, data, options))
     })
 
-    const read = Effect.fn("FileStore.read")(function*(key: Uint8Array, offset = 0, size = 0) {
+    const read = Effect.fnUntraced(function*(key: Uint8Array, offset = 0, size = 0) {
       yield* checkRead(name, key, offset, size)
       const { file } = locate(key)
       return yield* Effect.acquireUseRelease(
@@ -219,7 +221,7 @@ export const make = Effect.fn("FileStore.make")(
       )
     })
 
-    const remove = Effect.fn("FileStore.remove")(function*(key: Uint8Array) {
+    const remove = Effect.fnUntraced(function*(key: Uint8Array) {
       yield* checkKey(name, key)
       const { dir, file, hex } = locate(key)
       const removed = yield* locks.withLock(hex)(Effect.uninterruptible(
@@ -235,7 +237,7 @@ export const make = Effect.fn("FileStore.make")(
         (stat): ObjectInfo | undefined => stat && info(key, stat.size, stat.mtimeMs)
       )
 
-    const stat = Effect.fn("FileStore.stat")(function*(key: Uint8Array) {
+    const stat = Effect.fnUntraced(function*(key: Uint8Array) {
       yield* checkKey(name, key)
       const found = yield* statFile(key, locate(key).file)
       if (!found) return yield* notFound(name, key)

@@ -2,9 +2,13 @@
  * `node:fs/promises` as Effects for the disk object stores (FileStore, BlobStore): every failure becomes a
  * `StorageError` with an `IoFailure` reason naming the operation and path, positional reads and writes loop until
  * done (the OS may transfer fewer bytes than asked), and file handles are closed by the effect that opened them.
+ *
+ * Reads and writes of at most `SYNC_BYTES` run synchronously: copying a few KiB to or from the page cache takes
+ * microseconds, while the asynchronous call's round trip through the thread pool costs tens of them.
  */
 import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
+import * as FsSync from "node:fs"
 import * as Fs from "node:fs/promises"
 import * as StorageError from "../StorageError.ts"
 
@@ -26,6 +30,16 @@ const isMissing = (error: unknown): boolean =>
 export const unlessMissing = <A>(promise: Promise<A>): Promise<A | undefined> =>
   promise.catch((error: unknown) => isMissing(error) ? undefined : Promise.reject(error))
 
+/** Transfers up to this size are made with synchronous calls. */
+const SYNC_BYTES = 64 * 1024
+
+/** Runs a synchronous file system call, turning a throw into `IoFailure` for `operation`. */
+const ioSync = <A>(store: string, operation: string, evaluate: () => A): Effect.Effect<A, StorageError.StorageError> =>
+  Effect.try({
+    try: evaluate,
+    catch: (cause) => StorageError.make(store, new StorageError.IoFailure({ operation, cause }))
+  })
+
 /** Reads into all of `buffer` from `position`; returns the bytes read, fewer only at the end of the file. */
 export const readFully = (
   store: string,
@@ -34,15 +48,25 @@ export const readFully = (
   buffer: Uint8Array,
   position: number
 ): Effect.Effect<number, StorageError.StorageError> =>
-  io(store, `read ${label}`, async () => {
-    let done = 0
-    while (done < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, done, buffer.length - done, position + done)
-      if (bytesRead === 0) break
-      done += bytesRead
-    }
-    return done
-  })
+  buffer.length <= SYNC_BYTES ?
+    ioSync(store, `read ${label}`, () => {
+      let done = 0
+      while (done < buffer.length) {
+        const bytesRead = FsSync.readSync(handle.fd, buffer, done, buffer.length - done, position + done)
+        if (bytesRead === 0) break
+        done += bytesRead
+      }
+      return done
+    }) :
+    io(store, `read ${label}`, async () => {
+      let done = 0
+      while (done < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, done, buffer.length - done, position + done)
+        if (bytesRead === 0) break
+        done += bytesRead
+      }
+      return done
+    })
 
 /** Writes all of `data` at `position`. */
 export const writeFully = (
@@ -52,13 +76,18 @@ export const writeFully = (
   data: Uint8Array,
   position: number
 ): Effect.Effect<void, StorageError.StorageError> =>
-  io(store, `write ${label}`, async () => {
-    let done = 0
-    while (done < data.length) {
-      const { bytesWritten } = await handle.write(data, done, data.length - done, position + done)
-      done += bytesWritten
-    }
-  })
+  data.length <= SYNC_BYTES ?
+    ioSync(store, `write ${label}`, () => {
+      let done = 0
+      while (done < data.length) done += FsSync.writeSync(handle.fd, data, done, data.length - done, position + done)
+    }) :
+    io(store, `write ${label}`, async () => {
+      let done = 0
+      while (done < data.length) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, position + done)
+        done += bytesWritten
+      }
+    })
 
 /**
  * Closes a handle. A failing close after the data was written (and, where it matters, fsynced) has nothing left to
