@@ -89,7 +89,8 @@ import {
   needsAck,
   replyHeader,
   routeOf,
-  splitIds
+  splitIds,
+  zeroed
 } from "./internal/dnetWire.ts"
 import * as Transport from "./Transport.ts"
 
@@ -241,10 +242,10 @@ const putCount = (view: DataView, at: number, value: number): void => {
  * into a copy of a template (this is on every write's path; encoding the struct field by field costs more).
  */
 const storedPayload = (addrAttr: Uint8Array, info: ObjectStore.ObjectInfo): Uint8Array => {
-  const out = new Uint8Array(addrAttr.length + EMPTY_FILE_INFO.length)
+  const out = zeroed(addrAttr.length + EMPTY_FILE_INFO.length)
   out.set(addrAttr)
   out.set(EMPTY_FILE_INFO, addrAttr.length)
-  const view = new DataView(out.buffer, addrAttr.length)
+  const view = new DataView(out.buffer, out.byteOffset + addrAttr.length)
   putCount(view, BLOCKS_AT, Math.ceil(info.size / 512))
   putCount(view, SIZE_AT, info.size)
   const seconds = Math.floor(info.modified / 1000)
@@ -259,7 +260,7 @@ const storedPayload = (addrAttr: Uint8Array, info: ObjectStore.ObjectInfo): Uint
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   let size = 0
   for (const part of parts) size += part.length
-  const out = new Uint8Array(size)
+  const out = zeroed(size)
   let at = 0
   for (const part of parts) {
     out.set(part, at)
