@@ -294,6 +294,13 @@ interface Request {
   /** Replies not yet written: a request's replies leave together, in one write, unless they add up. */
   readonly out: Array<Uint8Array>
   outBytes: number
+  /**
+   * Whether the packet's bytes are a buffer of its own holding this one attribute, which a WRITE may give to the
+   * store (`adopt`).
+   */
+  readonly owned: boolean
+  /** Whether they were given: then they must not go back to the node's pool. */
+  adopted: boolean
 }
 
 /** Reply bytes a request holds before writing them out (what streams a READ_RANGE or a split READ). */
@@ -384,7 +391,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
   let logMask = 0
   const locks = Locks.make()
   // Big packets are received into reused buffers: two full-size packets' worth, shared by all connections.
-  const pool = new BufferPool(2 * maxPacketSize)
+  const pool = new BufferPool(2 * maxPacketSize, store.spare)
   const sessions = new Set<Session>()
   const subscriptions = new Map<string, Set<Subscription>>()
   // Slots 0..COMMAND_MAX-1 for joined peers, COMMAND_MAX.. for clients: [count, errors].
@@ -575,8 +582,12 @@ export const make = Effect.fn("DnetNode.make")(function*(
         const wantedAck = needsAck(request.flags)
         request.flags &= ~CmdFlags.NEED_ACK
         const special = IoFlags.PREPARE | IoFlags.APPEND | IoFlags.PLAIN_WRITE | IoFlags.OVERWRITE | IoFlags.COMMIT
+        // A big replacing write of a packet of its own goes to a store that keeps objects in memory by handing
+        // it the received bytes themselves (they were received into memory it lent, see the pool).
+        const adopt = request.owned && store.spare !== undefined && (io!.flags & special) === 0 && io!.offset === 0
+        if (adopt) request.adopted = true
         const change = (io!.flags & special) === 0
-          ? storage(store.write(io!.id, attr.data, { offset: io!.offset }))
+          ? storage(store.write(io!.id, attr.data, adopt ? { offset: 0, adopt } : { offset: io!.offset }))
           : writeObject(io!, attr.data)
         return lockFor(request, io!.id, change).pipe(
           Effect.matchEffect({
@@ -673,7 +684,11 @@ export const make = Effect.fn("DnetNode.make")(function*(
             // The subscription's transaction stays open: notifications carry MORE, no ACK ends it now.
             // A copy of the id: the packet's bytes are reused once this request is done.
             const id = { ...request.id, id: request.id.id.slice() }
-            const sub: Subscription = { key, request: { ...request, id, out: [], outBytes: 0 }, session }
+            const sub: Subscription = {
+              key,
+              request: { ...request, id, out: [], outBytes: 0, owned: false, adopted: false },
+              session
+            }
             session.subscriptions.add(sub)
             let set = subscriptions.get(key)
             if (set === undefined) subscriptions.set(key, set = new Set())
@@ -883,8 +898,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
   }
 
   /** Runs every attribute of a request in turn, stopping at the first failure, then the final ACK (§3.1). */
-  const handle = (session: Session, packet: DnetPacket.Packet): Effect.Effect<void> => {
-    const request: Request = { id: packet.id, flags: packet.flags, trans: packet.trans, out: [], outBytes: 0 }
+  const handle = (session: Session, packet: DnetPacket.Packet, request: Request): Effect.Effect<void> => {
     const attrs = packet.attrs
     const finish = (status: number, forced: boolean) =>
       Effect.suspend(() =>
@@ -951,11 +965,24 @@ export const make = Effect.fn("DnetNode.make")(function*(
         })
       const reader = makeReader(maxPacketSize, pool, connection.receiveInto)
       const next = Pull.catchDone(connection.read, () => Effect.succeed(undefined))
-      const start = (packet: DnetPacket.Packet, cost: number, release: () => void) => {
+      const start = (packet: DnetPacket.Packet, cost: number, owned: boolean, release: () => void) => {
         inFlight++
         inFlightBytes += cost
-        // The packet's bytes are free once its handler is done: nothing it stores keeps a view of them.
-        runFork(Effect.ensuring(handle(session, packet), Effect.andThen(Effect.sync(release), finished(cost))))
+        const request: Request = {
+          id: packet.id,
+          flags: packet.flags,
+          trans: packet.trans,
+          out: [],
+          outBytes: 0,
+          owned: owned && packet.attrs.length === 1,
+          adopted: false
+        }
+        // The packet's bytes are free once its handler is done, unless the store adopted them: nothing else it
+        // stores keeps a view of them.
+        const done = Effect.sync(() => {
+          if (!request.adopted) release()
+        })
+        runFork(Effect.ensuring(handle(session, packet, request), Effect.andThen(done, finished(cost))))
       }
       /** Starts handling one item; returns what the reader must wait for first, if anything. */
       const dispatch = (item: Incoming): Effect.Effect<void> | undefined => {
@@ -972,10 +999,10 @@ export const make = Effect.fn("DnetNode.make")(function*(
         const cost = item.size
         const ready = room(cost)
         if (ready()) {
-          start(packet, cost, item.release)
+          start(packet, cost, item.owned, item.release)
           return undefined
         }
-        return Effect.andThen(until(ready), Effect.sync(() => start(packet, cost, item.release)))
+        return Effect.andThen(until(ready), Effect.sync(() => start(packet, cost, item.owned, item.release)))
       }
       const loop = Effect.gen(function*() {
         while (true) {

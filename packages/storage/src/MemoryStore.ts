@@ -8,7 +8,9 @@
  * return a view of the object's bytes, not a copy (a fresh copy of a big object costs a page fault per 4 KiB,
  * more than the rest of a request): once an object's bytes have been handed out they are never changed again,
  * and the next write of that object goes to new memory (copy on write). A write to an object whose bytes were
- * never handed out is made in place when its memory is big enough.
+ * never handed out is made in place when its memory is big enough. A replacing write with `adopt` keeps the
+ * caller's bytes themselves; the memory of the object it replaces (when it was adopted too and never handed
+ * out) is kept for `spare`, up to `MAX_SPARE_BYTES`.
  *
  * Every operation runs synchronously, so none can be in flight when the scope closes.
  *
@@ -32,10 +34,14 @@ interface Entry {
   modified: number
   /** Whether a read handed out a view of `bytes`: then they must not change. */
   shared: boolean
+  /** Whether `bytes` came from an adopting write: their memory holds nothing else, so it can be reused. */
+  adopted: boolean
 }
 
 // Spare capacity is capped so that extending a huge object by a few bytes does not double its memory.
 const MAX_SLACK = 16 * 1024 * 1024
+/** Memory of replaced objects kept for `spare`: two full-size dnet packets. */
+const MAX_SPARE_BYTES = 128 * 1024 * 1024
 
 /** Whether memory of `capacity` bytes may hold an object of `size` bytes without wasting too much of it. */
 const fits = (capacity: number, size: number): boolean =>
@@ -51,11 +57,16 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
   Effect.gen(function*() {
     let index = KeyIndex.make<Entry>()
     let bytes = 0
+    // Memory of replaced adopted objects, for `spare`.
+    let spares: Array<ArrayBuffer> = []
+    let spareBytes = 0
     const lifecycle = yield* Lifecycle.make(
       name,
       Effect.sync(() => {
         index = KeyIndex.make<Entry>()
         bytes = 0
+        spares = []
+        spareBytes = 0
       })
     )
     const closed = Effect.fail(StorageError.make(name, new StorageError.Closed()))
@@ -83,12 +94,36 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       }
     }
 
+    /** Keeps the memory of bytes nothing else refers to for `spare`, while there is room. */
+    const recycle = (old: Entry) => {
+      const memory = old.bytes.buffer as ArrayBuffer
+      if (!old.adopted || old.shared || spareBytes + memory.byteLength > MAX_SPARE_BYTES) return
+      spares.push(memory)
+      spareBytes += memory.byteLength
+    }
+    const spare = (size: number): Uint8Array | undefined => {
+      const at = spares.findIndex((memory) => memory.byteLength >= size)
+      if (at < 0) return undefined
+      const [memory] = spares.splice(at, 1)
+      spareBytes -= memory!.byteLength
+      return new Uint8Array(memory!, 0, size)
+    }
+
     const write = (key: Uint8Array, data: Uint8Array, options?: WriteOptions) =>
       Effect.flatMap(Clock.currentTimeMillis, (modified) =>
         run(checkWrite(name, key, data, options), () => {
           const entry = index.get(key)
           const placement = place(entry?.size ?? 0, data.length, options)
-          if (entry !== undefined && !entry.shared && fits(entry.bytes.length, placement.size)) {
+          if (options?.adopt === true && !placement.keep) {
+            if (entry === undefined) {
+              index.set(key, { key: key.slice(), bytes: data, size: 0, modified, shared: false, adopted: true })
+            } else {
+              recycle(entry)
+              entry.bytes = data
+              entry.shared = false
+              entry.adopted = true
+            }
+          } else if (entry !== undefined && !entry.shared && fits(entry.bytes.length, placement.size)) {
             entry.bytes.set(data, placement.at)
             // A replacing write leaves zeros after the new end, as the invariant wants.
             if (!placement.keep && entry.size > data.length) entry.bytes.fill(0, data.length, entry.size)
@@ -103,7 +138,8 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
             if (entry !== undefined) {
               entry.bytes = fresh
               entry.shared = false
-            } else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified, shared: false })
+              entry.adopted = false
+            } else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified, shared: false, adopted: false })
           }
           const target = index.get(key)!
           bytes += placement.size - target.size
@@ -148,7 +184,8 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       list,
       stats: run(Effect.void, () => ({ objects: index.size(), bytes })),
       flush: run(Effect.void, () =>
-        undefined)
+        undefined),
+      spare: (size) => (lifecycle.isClosed() ? undefined : spare(size))
     }
   })
 

@@ -52,6 +52,11 @@ export interface WriteOptions {
   readonly offset?: number
   /** Add the bytes at the end of the object. */
   readonly append?: boolean
+  /**
+   * The caller gives `data` up: a store that keeps objects in memory may keep these very bytes as the object
+   * instead of a copy (see `Store.spare`). The caller must not use `data`, or the memory it lies in, afterwards.
+   */
+  readonly adopt?: boolean
 }
 
 /**
@@ -107,6 +112,13 @@ export interface Store {
   readonly stats: Effect.Effect<StoreStats, StorageError.StorageError>
   /** Makes acknowledged writes durable (fsync for disk backends). */
   readonly flush: Effect.Effect<void, StorageError.StorageError>
+  /**
+   * Memory of at least `size` bytes that the store no longer needs (an object's old bytes, replaced by an
+   * adopting write), for a caller to receive the next object into and write with `adopt`: big objects then
+   * move without a copy and without fresh memory. `undefined` when there is none; only stores that keep
+   * objects in memory have it.
+   */
+  readonly spare?: ((size: number) => Uint8Array | undefined) | undefined
 }
 
 /**

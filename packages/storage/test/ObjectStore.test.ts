@@ -94,6 +94,35 @@ const contents = (store: Store) =>
         Effect.map(store.read(info.key), (bytes) => [Buffer.from(info.key).toString("hex"), sha256(bytes)]))
   )
 
+describe("MemoryStore adoption", () => {
+  it.effect("keeps adopted bytes as they are and lends the memory of the object they replace", () =>
+    Effect.gen(function*() {
+      const store = yield* MemoryStore.make()
+      const k = key(20)
+      assert.isUndefined(store.spare!(4))
+      const first = new Uint8Array(new ArrayBuffer(16), 4, 8).fill(1)
+      yield* store.write(k, first, { adopt: true })
+      // Nothing to lend yet; replacing the adopted object makes its memory (all of it) spare.
+      assert.isUndefined(store.spare!(4))
+      yield* store.write(k, text("second!"), { adopt: true })
+      const lent = store.spare!(12)!
+      assert.strictEqual(lent.buffer, first.buffer)
+      assert.strictEqual(lent.length, 12)
+      assert.isUndefined(store.spare!(1))
+      assert.strictEqual(str(yield* store.read(k)), "second!")
+      // Bytes a read handed out are never lent: the read's view stays as it was.
+      const seen = yield* store.read(k)
+      yield* store.write(k, text("third"), { adopt: true })
+      assert.isUndefined(store.spare!(1))
+      assert.strictEqual(str(seen), "second!")
+      // An adopting write that does not replace the whole object copies like any other.
+      const patch = text("XY")
+      yield* store.write(k, patch, { adopt: true, offset: 1 })
+      patch.fill(0)
+      assert.strictEqual(str(yield* store.read(k)), "tXYrd")
+    }))
+})
+
 describe.each(backends)("$name", (backend) => {
   it.effect("writes at an offset patch the object: 55555 then 43210 at 1 is 543210", () =>
     Effect.gen(function*() {

@@ -96,6 +96,8 @@ export type Incoming =
     readonly _tag: "Packet"
     readonly packet: DnetPacket.Packet
     readonly size: number
+    /** Whether the packet's bytes are a buffer of its own (a big packet): then `release` gives it back. */
+    readonly owned: boolean
     /** Gives the packet's bytes back for reuse: call once nothing refers to them any more. */
     readonly release: () => void
   }
@@ -118,13 +120,18 @@ const POOL_FROM = 1024 * 1024
  */
 export class BufferPool {
   readonly maxBytes: number
+  readonly #spare: ((size: number) => Uint8Array | undefined) | undefined
   #free: Array<ArrayBuffer> = []
   #bytes = 0
-  constructor(maxBytes: number) {
+  /** `spare` is asked first: memory a store no longer needs (`ObjectStore.Store.spare`). */
+  constructor(maxBytes: number, spare?: ((size: number) => Uint8Array | undefined) | undefined) {
     this.maxBytes = maxBytes
+    this.#spare = spare
   }
   /** A buffer of `size` bytes (its contents are garbage). */
   take(size: number): Uint8Array {
+    const spared = this.#spare?.(size)
+    if (spared !== undefined) return spared
     const at = this.#free.findIndex((buffer) => buffer.byteLength >= size)
     if (at < 0) return new Uint8Array(size)
     const [buffer] = this.#free.splice(at, 1)
@@ -166,7 +173,13 @@ export const makeReader = (
       assembled = undefined
       const decoded = DnetPacket.decodePacket(bytes)
       if (Result.isSuccess(decoded)) {
-        return Result.succeed({ _tag: "Packet", packet: decoded.success, size: bytes.length, release })
+        return Result.succeed({
+          _tag: "Packet",
+          packet: decoded.success,
+          size: bytes.length,
+          owned: release !== noRelease,
+          release
+        })
       }
       // The length was within the cap, so the header itself decodes; only the attributes are wrong.
       const header = Result.getOrThrow(Cmd.decode(bytes, 0))
