@@ -301,10 +301,14 @@ interface Request {
   readonly owned: boolean
   /** Whether they were given: then they must not go back to the node's pool. */
   adopted: boolean
+  /** Big views the store lent to READ replies, given back once the replies have left. */
+  readonly views: Array<Uint8Array>
 }
 
 /** Reply bytes a request holds before writing them out (what streams a READ_RANGE or a split READ). */
 const FLUSH_BYTES = 256 * 1024
+/** READ data from this size on is given back to the store when sent (see `giveBack`): the size of pooled packets. */
+const LEND_FROM = 1024 * 1024
 /** Replies of a request up to this size leave as one array. */
 const JOIN_BELOW = 16 * 1024
 
@@ -494,6 +498,18 @@ export const make = Effect.fn("DnetNode.make")(function*(
     })
   }
 
+  /**
+   * Gives big views back to the store once the connection has copied out every byte written so far (replies
+   * go by reference). Without a way to know that, or when the connection failed, they are kept: the store then
+   * only cannot reuse that memory.
+   */
+  const giveBack = (session: Session, views: ReadonlyArray<Uint8Array>) => {
+    const release = store.release
+    const written = session.connection.written
+    if (release === undefined || written === undefined) return Effect.void
+    return Effect.ignore(Effect.andThen(written, Effect.sync(() => views.forEach(release))))
+  }
+
   const notify = (key: Uint8Array, io: IoAttrT) =>
     Effect.suspend(() => {
       const subscribers = subscriptions.get(nameOf(key))
@@ -616,10 +632,12 @@ export const make = Effect.fn("DnetNode.make")(function*(
         if (io!.type !== 0 || (io!.flags & IoFlags.META) !== 0) return fail(Errno.ENOTSUP)
         return Effect.flatMap(
           storage(store.read(io!.id, io!.offset, io!.size)),
-          (bytes) =>
-            (io!.flags & IoFlags.SKIP_SENDING) !== 0
+          (bytes) => {
+            if (bytes.length >= LEND_FROM) request.views.push(bytes)
+            return (io!.flags & IoFlags.SKIP_SENDING) !== 0
               ? Effect.void
               : sendRead(session, request, attr.flags, io!, bytes, false)
+          }
         )
       }
       case Command.DEL:
@@ -686,7 +704,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
             const id = { ...request.id, id: request.id.id.slice() }
             const sub: Subscription = {
               key,
-              request: { ...request, id, out: [], outBytes: 0, owned: false, adopted: false },
+              request: { ...request, id, out: [], outBytes: 0, owned: false, adopted: false, views: [] },
               session
             }
             session.subscriptions.add(sub)
@@ -975,12 +993,14 @@ export const make = Effect.fn("DnetNode.make")(function*(
           out: [],
           outBytes: 0,
           owned: owned && packet.attrs.length === 1,
-          adopted: false
+          adopted: false,
+          views: []
         }
         // The packet's bytes are free once its handler is done, unless the store adopted them: nothing else it
         // stores keeps a view of them.
-        const done = Effect.sync(() => {
+        const done = Effect.suspend(() => {
           if (!request.adopted) release()
+          return request.views.length === 0 ? Effect.void : giveBack(session, request.views)
         })
         runFork(Effect.ensuring(handle(session, packet, request), Effect.andThen(done, finished(cost))))
       }

@@ -61,6 +61,12 @@ export interface Connection {
    * it reuses, instead of into fresh memory it would then copy from. Transports that cannot do it leave it out.
    */
   readonly receiveInto?: ((target: Uint8Array, position: number) => void) | undefined
+  /**
+   * Completes once every byte given to `write` so far has been copied out of the arrays (into the OS), so
+   * the caller may change or reuse them. Transports that hand the arrays themselves to the peer (memory
+   * pipes) leave it out: there the peer keeps them.
+   */
+  readonly written?: Effect.Effect<void, TransportError.TransportError> | undefined
   /** Half-closes: the peer reads to the end of what was written, then sees the end of the stream. */
   readonly end: Effect.Effect<void, TransportError.TransportError>
   /** Destroys the connection now; pending and later reads and writes fail with `Closed`. */

@@ -177,6 +177,43 @@ layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it
       }).pipe(Effect.timeout("20 seconds")))
   }
 
+  for (const scheme of ["tcp", "unix"] as const) {
+    it.effect(`${scheme}: written waits until the OS has copied every byte; the arrays may change after it`, () =>
+      Effect.gen(function*() {
+        const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+        const sent = pseudoRandom(16 * MiB, 9)
+        const original = sent.slice()
+        const written = client.written!
+        yield* Effect.forkChild(client.write([sent]))
+        const done = yield* Effect.forkChild(written)
+        // Nobody reads: most of the 16 MiB is still in this process.
+        yield* Effect.sleep(100)
+        assert.isUndefined(done.pollUnsafe())
+        const received: Array<Uint8Array> = []
+        let total = 0
+        let changed = false
+        while (total < original.length) {
+          for (const chunk of yield* server.read) {
+            received.push(chunk.slice())
+            total += chunk.length
+          }
+          // Out of the arrays once written completes: changing them does not change what still arrives.
+          if (!changed && done.pollUnsafe() !== undefined) {
+            sent.fill(0)
+            changed = true
+          }
+        }
+        yield* Fiber.join(done)
+        assert.isTrue(equalBytes(concat(received), original))
+      }).pipe(Effect.timeout("20 seconds")))
+  }
+  it.effect("memory: connections have no written (the peer receives the arrays themselves)", () =>
+    Effect.gen(function*() {
+      const { client } = yield* connectedPair(yield* freshAddress("memory"))
+      assert.isUndefined(client.written)
+      assert.isUndefined(client.receiveInto)
+    }))
+
   describe("unix", () => {
     it.effect("removes the socket file when the listener closes; a second listener on it fails", () =>
       Effect.gen(function*() {

@@ -6,11 +6,12 @@
  * Objects that grow keep spare capacity (doubling, with at most `MAX_SLACK` bytes spare), so a run of appends
  * costs amortised linear time instead of copying the whole object each time. Writes copy their input. Reads
  * return a view of the object's bytes, not a copy (a fresh copy of a big object costs a page fault per 4 KiB,
- * more than the rest of a request): once an object's bytes have been handed out they are never changed again,
- * and the next write of that object goes to new memory (copy on write). A write to an object whose bytes were
- * never handed out is made in place when its memory is big enough. A replacing write with `adopt` keeps the
- * caller's bytes themselves; the memory of the object it replaces (when it was adopted too and never handed
- * out) is kept for `spare`, up to `MAX_SPARE_BYTES`.
+ * more than the rest of a request): while bytes are handed out they are not changed, and a write of that
+ * object goes to new memory (copy on write). A reader that is done with a view says so with `release`; bytes
+ * never handed out, or all given back, are written in place when their memory is big enough. A replacing write
+ * with `adopt` keeps the caller's bytes themselves; the memory of the object it replaces (when it was adopted
+ * too) is kept for `spare` once no reader holds it, up to `MAX_SPARE_BYTES`. Views are counted per memory in
+ * weak maps, so a reader that never releases only keeps that memory from being reused.
  *
  * Every operation runs synchronously, so none can be in flight when the scope closes.
  *
@@ -32,8 +33,6 @@ interface Entry {
   bytes: Uint8Array
   size: number
   modified: number
-  /** Whether a read handed out a view of `bytes`: then they must not change. */
-  shared: boolean
   /** Whether `bytes` came from an adopting write: their memory holds nothing else, so it can be reused. */
   adopted: boolean
 }
@@ -94,12 +93,28 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       }
     }
 
-    /** Keeps the memory of bytes nothing else refers to for `spare`, while there is room. */
-    const recycle = (old: Entry) => {
-      const memory = old.bytes.buffer as ArrayBuffer
-      if (!old.adopted || old.shared || spareBytes + memory.byteLength > MAX_SPARE_BYTES) return
-      spares.push(memory)
+    // Views handed out per memory, and replaced adopted memory waiting for its last view to come back.
+    const views = new WeakMap<ArrayBufferLike, number>()
+    const waiting = new WeakSet<ArrayBufferLike>()
+    const shared = (entry: Entry): boolean => views.has(entry.bytes.buffer)
+    const keepSpare = (memory: ArrayBufferLike) => {
+      if (spareBytes + memory.byteLength > MAX_SPARE_BYTES) return
+      spares.push(memory as ArrayBuffer)
       spareBytes += memory.byteLength
+    }
+    /** The memory of an object being replaced: kept for `spare` when it was adopted, now or once it is released. */
+    const recycle = (old: Entry) => {
+      if (!old.adopted) return
+      if (shared(old)) waiting.add(old.bytes.buffer)
+      else keepSpare(old.bytes.buffer)
+    }
+    const release = (bytes: Uint8Array) => {
+      const memory = bytes.buffer
+      const count = views.get(memory)
+      if (count === undefined) return
+      if (count > 1) return views.set(memory, count - 1)
+      views.delete(memory)
+      if (waiting.delete(memory)) keepSpare(memory)
     }
     const spare = (size: number): Uint8Array | undefined => {
       const at = spares.findIndex((memory) => memory.byteLength >= size)
@@ -116,14 +131,13 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
           const placement = place(entry?.size ?? 0, data.length, options)
           if (options?.adopt === true && !placement.keep) {
             if (entry === undefined) {
-              index.set(key, { key: key.slice(), bytes: data, size: 0, modified, shared: false, adopted: true })
+              index.set(key, { key: key.slice(), bytes: data, size: 0, modified, adopted: true })
             } else {
               recycle(entry)
               entry.bytes = data
-              entry.shared = false
               entry.adopted = true
             }
-          } else if (entry !== undefined && !entry.shared && fits(entry.bytes.length, placement.size)) {
+          } else if (entry !== undefined && !shared(entry) && fits(entry.bytes.length, placement.size)) {
             entry.bytes.set(data, placement.at)
             // A replacing write leaves zeros after the new end, as the invariant wants.
             if (!placement.keep && entry.size > data.length) entry.bytes.fill(0, data.length, entry.size)
@@ -136,10 +150,10 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
             if (entry !== undefined && placement.keep) fresh.set(entry.bytes.subarray(0, entry.size))
             fresh.set(data, placement.at)
             if (entry !== undefined) {
+              recycle(entry)
               entry.bytes = fresh
-              entry.shared = false
               entry.adopted = false
-            } else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified, shared: false, adopted: false })
+            } else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified, adopted: false })
           }
           const target = index.get(key)!
           bytes += placement.size - target.size
@@ -154,15 +168,18 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
         if (entry === undefined) return notFound(name, key)
         const length = readLength(entry.size, offset, size)
         if (length === 0) return EMPTY
-        entry.shared = true
+        const memory = entry.bytes.buffer
+        views.set(memory, (views.get(memory) ?? 0) + 1)
         return entry.bytes.subarray(offset, offset + length)
       })
 
     const remove = (key: Uint8Array) =>
       run(checkKey(name, key), () => {
         const entry = index.remove(key)
-        if (entry !== undefined) bytes -= entry.size
-        return entry !== undefined
+        if (entry === undefined) return false
+        bytes -= entry.size
+        recycle(entry)
+        return true
       })
 
     const stat = (key: Uint8Array) =>
@@ -185,7 +202,8 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       stats: run(Effect.void, () => ({ objects: index.size(), bytes })),
       flush: run(Effect.void, () =>
         undefined),
-      spare: (size) => (lifecycle.isClosed() ? undefined : spare(size))
+      spare: (size) => (lifecycle.isClosed() ? undefined : spare(size)),
+      release
     }
   })
 

@@ -119,6 +119,12 @@ export interface Store {
    * objects in memory have it.
    */
   readonly spare?: ((size: number) => Uint8Array | undefined) | undefined
+  /**
+   * Gives back a view `read` returned, once the caller no longer uses it: a store that hands out views of what
+   * it holds may then change or reuse that memory again. Calling it is optional (an unreleased view only keeps
+   * its memory from being reused); only stores that hand out views have it.
+   */
+  readonly release?: ((bytes: Uint8Array) => void) | undefined
 }
 
 /**

@@ -109,17 +109,29 @@ describe("MemoryStore adoption", () => {
       assert.strictEqual(lent.buffer, first.buffer)
       assert.strictEqual(lent.length, 12)
       assert.isUndefined(store.spare!(1))
-      assert.strictEqual(str(yield* store.read(k)), "second!")
-      // Bytes a read handed out are never lent: the read's view stays as it was.
+      const checked = yield* store.read(k)
+      assert.strictEqual(str(checked), "second!")
+      store.release!(checked)
+      // Bytes a read handed out are not lent while it holds them: the read's view stays as it was.
       const seen = yield* store.read(k)
       yield* store.write(k, text("third"), { adopt: true })
       assert.isUndefined(store.spare!(1))
       assert.strictEqual(str(seen), "second!")
+      // Once the reader gives its view back, the memory it held is lent again, and only then.
+      assert.isUndefined(store.spare!(1))
+      const again = yield* store.read(k)
+      store.release!(again)
+      assert.strictEqual(str(again), "third")
+      store.release!(seen)
+      assert.strictEqual(store.spare!(7)?.buffer, seen.buffer)
+      // Bytes given back are written in place again.
+      yield* store.write(k, text("THIRD"))
+      assert.strictEqual(str(again), "THIRD")
       // An adopting write that does not replace the whole object copies like any other.
       const patch = text("XY")
       yield* store.write(k, patch, { adopt: true, offset: 1 })
       patch.fill(0)
-      assert.strictEqual(str(yield* store.read(k)), "tXYrd")
+      assert.strictEqual(str(yield* store.read(k)), "TXYRD")
     }))
 })
 

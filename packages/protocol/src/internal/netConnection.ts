@@ -22,6 +22,8 @@ import type { Connection } from "../Transport.ts"
 import * as TransportError from "../TransportError.ts"
 import type { ReadRegions } from "./readRegions.ts"
 
+const EMPTY = new Uint8Array(0)
+
 type Resume<A> = (effect: Effect.Effect<A, TransportError.TransportError>) => void
 type ReadResume = (effect: Pull.Pull<Arr.NonEmptyReadonlyArray<Uint8Array>, TransportError.TransportError>) => void
 
@@ -41,6 +43,7 @@ class NetConnection implements Connection {
   readonly end: Effect.Effect<void, TransportError.TransportError>
   readonly close: Effect.Effect<void>
   readonly receiveInto: ((target: Uint8Array, position: number) => void) | undefined
+  readonly written: Effect.Effect<void, TransportError.TransportError>
 
   #chunks: Array<Uint8Array> = []
   #buffered = 0
@@ -83,6 +86,18 @@ class NetConnection implements Connection {
       return Effect.sync(() => this.#endWaiters.delete(resume))
     })
     this.close = Effect.sync(() => this.#destroy())
+    // Node counts a chunk in `writableLength` until the OS took all of it; an empty write's callback runs once
+    // every earlier chunk is out.
+    this.written = Effect.callback<void, TransportError.TransportError>((resume) => {
+      if (this.#failure !== undefined) return resume(Effect.fail(this.#failure))
+      if (socket.writableLength === 0) return resume(Effect.void)
+      socket.write(EMPTY, (error) =>
+        resume(
+          error === undefined || error === null
+            ? Effect.void
+            : Effect.fail(this.#failure ?? this.#error(new TransportError.Io({ operation: "write", cause: error })))
+        ))
+    })
 
     // After `close` nothing more is delivered (some runtimes still emit buffered data or 'end' on destroy).
     const received = (chunk: Uint8Array) => {
