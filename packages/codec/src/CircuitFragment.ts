@@ -23,7 +23,9 @@
  * speaking a later version gets a clear `DecodeError` rather than misread fields.
  *
  * For sending, `encodeHeader` returns everything before the payload, so a large payload goes out by reference
- * next to it (a gather write) instead of being copied into the frame. A decoded payload is a view of the frame.
+ * next to it (a gather write) instead of being copied into the frame. A sender of many frames with the same
+ * address (a circuit's) encodes it once with `encodeAddress` and each frame with `encodeWith`, which can also
+ * copy a small payload in and write into memory the caller hands out. A decoded payload is a view of the frame.
  *
  * @since 0.1.0
  */
@@ -157,7 +159,7 @@ export interface Fragment {
   readonly payload: Uint8Array
 }
 
-const STRING_FIELDS = [
+const ADDRESS_FIELDS = [
   "fromPeerId",
   "fromPeerName",
   "fromService",
@@ -166,9 +168,7 @@ const STRING_FIELDS = [
   "toPeerName",
   "toService",
   "toServiceVersion",
-  "circuitId",
-  "subject",
-  "err"
+  "circuitId"
 ] as const satisfies ReadonlyArray<keyof Fragment>
 
 const encoder = new TextEncoder()
@@ -201,6 +201,140 @@ const checkText = (what: string, length: number): void => {
   if (length > 0xffff) throw new RangeError(`${what} is ${length} bytes of UTF-8; at most 65535 fit`)
 }
 
+// Texts are ASCII almost always (IDs, service names): those are written char by char with no encoder call.
+const encodeText = (what: string, value: string): string | Uint8Array => {
+  for (let i = 0; i < value.length; i++) {
+    if (value.charCodeAt(i) > 0x7f) {
+      const text = encoder.encode(value)
+      checkText(what, text.length)
+      return text
+    }
+  }
+  checkText(what, value.length)
+  return value
+}
+
+/**
+ * The addressing fields of a frame: who sends, to whom, on which circuit.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AddressFields = Pick<Fragment, (typeof ADDRESS_FIELDS)[number]>
+
+/**
+ * The fields of a frame besides its address.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BodyFields = Pick<
+  Fragment,
+  "kind" | "serial" | "fragOp" | "fragPart" | "subject" | "err" | "args" | "payload"
+>
+
+/**
+ * The addressing fields of a frame, encoded once: every frame of a circuit carries the same, so `encodeWith`
+ * copies these bytes instead of encoding the strings again. Throws a `RangeError` for a string over 65535 bytes.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeAddress = (address: AddressFields): Uint8Array => {
+  const texts = addressTexts(address)
+  const out = new Uint8Array(texts.size)
+  putTexts(out, 0, texts.texts)
+  return out
+}
+
+/** The address strings ready to write (ASCII ones as they are), and how many bytes they take. */
+interface AddressTexts {
+  readonly texts: ReadonlyArray<string | Uint8Array>
+  readonly size: number
+}
+
+const addressTexts = (address: AddressFields): AddressTexts => {
+  const texts: Array<string | Uint8Array> = []
+  let size = 0
+  for (const field of ADDRESS_FIELDS) {
+    const text = encodeText(field, address[field])
+    texts.push(text)
+    size += 2 + text.length
+  }
+  return { texts, size }
+}
+
+const putTexts = (out: Uint8Array, at: number, texts: ReadonlyArray<string | Uint8Array>): number => {
+  for (const text of texts) at = putText(out, at, text)
+  return at
+}
+
+const newBytes = (size: number): Uint8Array => new Uint8Array(size)
+
+/**
+ * A frame's header from its encoded address (`encodeAddress`) and its other fields; with `inline`, the payload
+ * is copied in after it, which makes the whole frame (for small payloads: one buffer to write). `allocate`
+ * gives the memory to write into (every byte of it is written); a sender of many small frames can hand out
+ * pieces of a bigger buffer, since a typed array of its own costs microseconds beyond 64 bytes. Throws a
+ * `RangeError` for a value that cannot be encoded (see `encodeHeader`).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeWith = (
+  address: Uint8Array,
+  body: BodyFields,
+  inline: boolean,
+  allocate: (size: number) => Uint8Array = newBytes
+): Uint8Array => encodeFrame(address, body, inline, allocate)
+
+/** A frame around an address given encoded or as texts still to write (a one-off frame: no copy in between). */
+const encodeFrame = (
+  address: Uint8Array | AddressTexts,
+  body: BodyFields,
+  inline: boolean,
+  allocate: (size: number) => Uint8Array
+): Uint8Array => {
+  if (!Number.isInteger(body.fragOp) || body.fragOp < I32_MIN || body.fragOp > I32_MAX) {
+    throw new RangeError(`fragOp must be a 32-bit integer, got ${body.fragOp}`)
+  }
+  if (!Number.isSafeInteger(body.fragPart)) throw new RangeError(`fragPart must be a safe integer`)
+  if (!Number.isSafeInteger(body.serial)) throw new RangeError(`serial must be a safe integer`)
+  const subject = body.subject === "" ? "" : encodeText("subject", body.subject)
+  const err = body.err === "" ? "" : encodeText("err", body.err)
+  const keys = Object.keys(body.args)
+  if (keys.length > MAX_ARGS) throw new RangeError(`${keys.length} args; at most ${MAX_ARGS} fit`)
+  const addressSize = address instanceof Uint8Array ? address.length : address.size
+  let size = FIXED_HEADER_SIZE + addressSize + 4 + subject.length + err.length + 2
+  const texts: Array<string | Uint8Array> = []
+  for (const key of keys) {
+    const name = encodeText(`arg ${key}`, key)
+    const value = encodeText(`value of arg ${key}`, body.args[key]!)
+    texts.push(name, value)
+    size += 4 + name.length + value.length
+  }
+  const total = size + body.payload.length
+  if (total > 0xffff_ffff) throw new RangeError(`a frame of ${total} bytes is over the 4 GiB the length holds`)
+  const out = allocate(inline ? total : size)
+  out[0] = MAGIC[0]
+  out[1] = MAGIC[1]
+  out[2] = VERSION
+  out[3] = body.kind
+  putU32(out, 4, total)
+  putU32(out, 8, body.fragOp >>> 0)
+  putI64be(out, 12, body.fragPart)
+  putI64be(out, 20, body.serial)
+  if (address instanceof Uint8Array) out.set(address, FIXED_HEADER_SIZE)
+  else putTexts(out, FIXED_HEADER_SIZE, address.texts)
+  let at = putText(out, FIXED_HEADER_SIZE + addressSize, subject)
+  at = putText(out, at, err)
+  out[at++] = keys.length >>> 8
+  out[at++] = keys.length
+  at = putTexts(out, at, texts)
+  if (inline) out.set(body.payload, at)
+  return out
+}
+
 /**
  * Everything of a frame before its payload (the frame length counts the payload). Throws a `RangeError` for a
  * value that cannot be encoded: a string over 65535 bytes, more than `MAX_ARGS` args, a non-integer or
@@ -209,53 +343,8 @@ const checkText = (what: string, length: number): void => {
  * @since 0.1.0
  * @category encoding
  */
-export const encodeHeader = (fragment: Fragment): Uint8Array => {
-  if (!Number.isInteger(fragment.fragOp) || fragment.fragOp < I32_MIN || fragment.fragOp > I32_MAX) {
-    throw new RangeError(`fragOp must be a 32-bit integer, got ${fragment.fragOp}`)
-  }
-  if (!Number.isSafeInteger(fragment.fragPart)) throw new RangeError(`fragPart must be a safe integer`)
-  if (!Number.isSafeInteger(fragment.serial)) throw new RangeError(`serial must be a safe integer`)
-  const keys = Object.keys(fragment.args)
-  if (keys.length > MAX_ARGS) throw new RangeError(`${keys.length} args; at most ${MAX_ARGS} fit`)
-  // Texts are ASCII almost always (IDs, service names): those are written char by char with no encoder call.
-  const texts: Array<string | Uint8Array> = []
-  let size = FIXED_HEADER_SIZE + 2
-  const add = (what: string, value: string) => {
-    let ascii = true
-    for (let i = 0; i < value.length; i++) {
-      if (value.charCodeAt(i) > 0x7f) {
-        ascii = false
-        break
-      }
-    }
-    const text = ascii ? value : encoder.encode(value)
-    checkText(what, text.length)
-    texts.push(text)
-    size += 2 + text.length
-  }
-  for (const field of STRING_FIELDS) add(field, fragment[field])
-  for (const key of keys) {
-    add(`arg ${key}`, key)
-    add(`value of arg ${key}`, fragment.args[key]!)
-  }
-  const total = size + fragment.payload.length
-  if (total > 0xffff_ffff) throw new RangeError(`a frame of ${total} bytes is over the 4 GiB the length holds`)
-  const out = new Uint8Array(size)
-  out[0] = MAGIC[0]
-  out[1] = MAGIC[1]
-  out[2] = VERSION
-  out[3] = fragment.kind
-  putU32(out, 4, total)
-  putU32(out, 8, fragment.fragOp >>> 0)
-  putI64be(out, 12, fragment.fragPart)
-  putI64be(out, 20, fragment.serial)
-  let at = FIXED_HEADER_SIZE
-  for (let i = 0; i < STRING_FIELDS.length; i++) at = putText(out, at, texts[i]!)
-  out[at++] = keys.length >>> 8
-  out[at++] = keys.length
-  for (let i = STRING_FIELDS.length; i < texts.length; i++) at = putText(out, at, texts[i]!)
-  return out
-}
+export const encodeHeader = (fragment: Fragment): Uint8Array =>
+  encodeFrame(addressTexts(fragment), fragment, false, newBytes)
 
 const putU32 = (b: Uint8Array, o: number, v: number): void => {
   b[o] = v >>> 24
@@ -279,13 +368,7 @@ const putText = (out: Uint8Array, at: number, text: string | Uint8Array): number
  * @since 0.1.0
  * @category encoding
  */
-export const encode = (fragment: Fragment): Uint8Array => {
-  const header = encodeHeader(fragment)
-  const out = new Uint8Array(header.length + fragment.payload.length)
-  out.set(header)
-  out.set(fragment.payload, header.length)
-  return out
-}
+export const encode = (fragment: Fragment): Uint8Array => encodeFrame(addressTexts(fragment), fragment, true, newBytes)
 
 /**
  * The total frame length announced by a fixed header (at least 8 bytes of it).
@@ -314,7 +397,62 @@ export interface Limits {
  * @since 0.1.0
  * @category decoding
  */
-export const decode = (bytes: Uint8Array, limits?: Limits): Decoded<Fragment> => {
+export const decode = (bytes: Uint8Array, limits?: Limits): Decoded<Fragment> => decodeCached(bytes, limits, undefined)
+
+/** The text whose length field is at `at`, checked against the header's end `end`. */
+const readText = (bytes: Uint8Array, at: number, end: number, what: string): string | Decoded<never> => {
+  if (at + 2 > end) return fail("circuit", "fragment", at, `${what}: length runs past the header`)
+  const length = (bytes[at]! << 8) | bytes[at + 1]!
+  if (at + 2 + length > end) return fail("circuit", "fragment", at, `${what}: ${length} bytes run past the header`)
+  if (length === 0) return ""
+  const start = at + 2
+  const stop = start + length
+  for (let i = start; i < stop; i++) {
+    if (bytes[i]! > 0x7f || length > 4096) {
+      try {
+        return decoder.decode(bytes.subarray(start, stop))
+      } catch {
+        return fail("circuit", "fragment", start, `${what} is not valid UTF-8`)
+      }
+    }
+  }
+  // Short and all ASCII (IDs, names): one call makes the string, with no decoder.
+  return String.fromCharCode.apply(null, bytes.subarray(start, stop) as unknown as Array<number>)
+}
+
+/**
+ * The address of the frame decoded last: a connection's frames mostly repeat it, so its strings are reused. Its
+ * bytes are copied (into memory kept for the purpose, so a miss allocates nothing), not referenced.
+ */
+interface AddressCache {
+  bytes: Uint8Array
+  length: number
+  address: AddressFields
+}
+
+/** Where the address that starts at `from` ends, or -1 when its lengths run past `end` (decoding then says why). */
+const addressEnd = (bytes: Uint8Array, from: number, end: number): number => {
+  let at = from
+  for (let i = 0; i < ADDRESS_FIELDS.length; i++) {
+    if (at + 2 > end) return -1
+    at += 2 + ((bytes[at]! << 8) | bytes[at + 1]!)
+  }
+  return at > end ? -1 : at
+}
+
+/** Whether the cache holds the bytes of `b` from `from` to `to`; compared from the end, where circuit IDs differ. */
+const cached = (cache: AddressCache, b: Uint8Array, from: number, to: number): boolean => {
+  if (cache.length !== to - from) return false
+  const a = cache.bytes
+  for (let i = cache.length - 1, j = to - 1; i >= 0; i--, j--) if (a[i] !== b[j]) return false
+  return true
+}
+
+const decodeCached = (
+  bytes: Uint8Array,
+  limits: Limits | undefined,
+  cache: AddressCache | undefined
+): Decoded<Fragment> => {
   const maxPayload = limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD
   const maxHeader = limits?.maxHeader ?? DEFAULT_MAX_HEADER
   if (bytes.length < FIXED_HEADER_SIZE) {
@@ -340,32 +478,45 @@ export const decode = (bytes: Uint8Array, limits?: Limits): Decoded<Fragment> =>
   const headerEnd = Math.min(bytes.length, maxHeader)
   let at = FIXED_HEADER_SIZE
   const text = (what: string): string | Decoded<never> => {
-    if (at + 2 > headerEnd) return fail("circuit", "fragment", at, `${what}: length runs past the header`)
-    const length = (bytes[at]! << 8) | bytes[at + 1]!
-    if (at + 2 + length > headerEnd) {
-      return fail("circuit", "fragment", at, `${what}: ${length} bytes run past the header`)
-    }
-    const start = at + 2
-    at = start + length
-    if (length === 0) return ""
-    for (let i = start; i < at; i++) {
-      if (bytes[i]! > 0x7f || length > 4096) {
-        try {
-          return decoder.decode(bytes.subarray(start, at))
-        } catch {
-          return fail("circuit", "fragment", start, `${what} is not valid UTF-8`)
-        }
-      }
-    }
-    // Short and all ASCII (IDs, names): one call makes the string, with no decoder.
-    return String.fromCharCode.apply(null, bytes.subarray(start, at) as unknown as Array<number>)
+    const value = readText(bytes, at, headerEnd, what)
+    if (typeof value === "string") at += 2 + ((bytes[at]! << 8) | bytes[at + 1]!)
+    return value
   }
-  const strings: Array<string> = []
-  for (const field of STRING_FIELDS) {
-    const value = text(field)
-    if (typeof value !== "string") return value
-    strings.push(value)
+  const addressTo = cache === undefined ? -1 : addressEnd(bytes, at, headerEnd)
+  let address: AddressFields
+  if (addressTo >= 0 && cached(cache!, bytes, at, addressTo)) {
+    address = cache!.address
+    at = addressTo
+  } else {
+    const strings: Array<string> = []
+    for (const field of ADDRESS_FIELDS) {
+      const value = text(field)
+      if (typeof value !== "string") return value
+      strings.push(value)
+    }
+    address = {
+      fromPeerId: strings[0]!,
+      fromPeerName: strings[1]!,
+      fromService: strings[2]!,
+      fromServiceVersion: strings[3]!,
+      toPeerId: strings[4]!,
+      toPeerName: strings[5]!,
+      toService: strings[6]!,
+      toServiceVersion: strings[7]!,
+      circuitId: strings[8]!
+    }
+    if (addressTo >= 0) {
+      const length = addressTo - FIXED_HEADER_SIZE
+      if (cache!.bytes.length < length) cache!.bytes = new Uint8Array(Math.max(length, 2 * cache!.bytes.length))
+      cache!.bytes.set(bytes.subarray(FIXED_HEADER_SIZE, addressTo))
+      cache!.length = length
+      cache!.address = address
+    }
   }
+  const subject = text("subject")
+  if (typeof subject !== "string") return subject
+  const err = text("err")
+  if (typeof err !== "string") return err
   if (at + 2 > headerEnd) return fail("circuit", "fragment", at, "args count runs past the header")
   const count = (bytes[at]! << 8) | bytes[at + 1]!
   if (count > MAX_ARGS) return fail("circuit", "fragment", at, `${count} args; at most ${MAX_ARGS} are accepted`)
@@ -386,17 +537,17 @@ export const decode = (bytes: Uint8Array, limits?: Limits): Decoded<Fragment> =>
   }
   return Result.succeed({
     kind,
-    fromPeerId: strings[0]!,
-    fromPeerName: strings[1]!,
-    fromService: strings[2]!,
-    fromServiceVersion: strings[3]!,
-    toPeerId: strings[4]!,
-    toPeerName: strings[5]!,
-    toService: strings[6]!,
-    toServiceVersion: strings[7]!,
-    circuitId: strings[8]!,
-    subject: strings[9]!,
-    err: strings[10]!,
+    fromPeerId: address.fromPeerId,
+    fromPeerName: address.fromPeerName,
+    fromService: address.fromService,
+    fromServiceVersion: address.fromServiceVersion,
+    toPeerId: address.toPeerId,
+    toPeerName: address.toPeerName,
+    toService: address.toService,
+    toServiceVersion: address.toServiceVersion,
+    circuitId: address.circuitId,
+    subject,
+    err,
     serial,
     fragOp,
     fragPart,
@@ -408,19 +559,22 @@ export const decode = (bytes: Uint8Array, limits?: Limits): Decoded<Fragment> =>
 /**
  * An incremental parser of a circuit connection's byte stream. A frame over the caps fails as soon as its
  * fixed header is complete, before any of it is buffered. After an error it stays failed (see `StreamParser`).
+ * A frame whose address bytes are those of the frame before gets that frame's address strings again rather
+ * than new ones (a connection's frames often come in runs from one circuit).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const makeParser = (limits?: Limits): StreamParser.StreamParser<Fragment> => {
   const maxFrame = (limits?.maxHeader ?? DEFAULT_MAX_HEADER) + (limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD)
+  const cache: AddressCache = { bytes: new Uint8Array(256), length: -1, address: empty }
   return StreamParser.make({
     protocol: "circuit",
     name: "fragment",
     headerSize: 8,
     frameLength,
     maxFrameLength: maxFrame,
-    decodeFrame: ({ bytes }) => decode(bytes, limits)
+    decodeFrame: ({ bytes }) => decodeCached(bytes, limits, cache)
   })
 }
 

@@ -88,6 +88,49 @@ describe("CircuitFragment", () => {
       }
     )))
 
+  it("a frame from an encoded address equals the frame, its payload inline or by reference, in given memory", () =>
+    fc.assert(fc.property(fragment, fc.nat({ max: 64 }), (f, offset) => {
+      const address = CircuitFragment.encodeAddress(f)
+      const memory = new Uint8Array(offset + 2 * CircuitFragment.encode(f).length)
+      let next = offset
+      const allocate = (size: number) => {
+        const bytes = memory.subarray(next, next + size).fill(0xee)
+        next += size
+        return bytes
+      }
+      const whole = Array.from(CircuitFragment.encode(f))
+      assert.deepStrictEqual(Array.from(CircuitFragment.encodeWith(address, f, true, allocate)), whole)
+      const header = CircuitFragment.encodeWith(address, f, false, allocate)
+      assert.deepStrictEqual(Array.from(Buffer.concat([header, f.payload])), whole)
+    })))
+
+  it("parses frames of a few addresses, in any order and cut anywhere, as each decodes alone", () => {
+    // Addresses that differ in one field only, or not at all, so a reused address would show.
+    const address = fc.record({
+      fromPeerId: fc.constantFrom("a", "b"),
+      fromPeerName: fc.constantFrom("", "n"),
+      fromService: fc.constant("s"),
+      fromServiceVersion: fc.constantFrom("", "1"),
+      toPeerId: fc.constantFrom("a", "b"),
+      toPeerName: fc.constant(""),
+      toService: fc.constantFrom("s", "t"),
+      toServiceVersion: fc.constant(""),
+      circuitId: fc.constantFrom("c", "d", "é")
+    })
+    const framed = fc.tuple(fragment, address).map(([f, a]) => ({ ...f, ...a }))
+    return fc.assert(fc.property(
+      fc.array(framed, { minLength: 1, maxLength: 12 }),
+      fc.array(fc.nat(), { maxLength: 12 }),
+      (fragments, cuts) => {
+        const stream = Buffer.concat(fragments.map(CircuitFragment.encode))
+        const parser = CircuitFragment.makeParser()
+        const out: Array<CircuitFragment.Fragment> = []
+        for (const part of split(stream, cuts)) out.push(...Result.getOrThrow(parser.push(part)))
+        assert.deepStrictEqual(out.map(plain), fragments.map(plain))
+      }
+    ))
+  })
+
   it("never throws on arbitrary bytes, and refuses most of them", () =>
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {

@@ -111,6 +111,11 @@ const I32 = 0x8000_0000
 
 const bad = (detail: string) => Result.fail(new CircuitError.InvalidArgument({ detail }))
 
+const MAX_TEXT = 16_000
+const TOO_LONG = `subject, err and args are limited to ${MAX_TEXT} characters`
+const NO_KEYS: ReadonlyArray<string> = []
+const tooLong = (text: string | undefined): boolean => text !== undefined && text.length > MAX_TEXT
+
 /**
  * Checks what a user put in a fragment before it is sent: `#` arg keys, number ranges, string sizes, the
  * payload limit.
@@ -122,7 +127,9 @@ export const validate = (
   fragment: FragmentInit,
   maxPayload: number
 ): Result.Result<void, CircuitError.InvalidArgument> => {
-  for (const key of Object.keys(fragment.args ?? {})) {
+  const args = fragment.args
+  const keys = args === undefined ? NO_KEYS : Object.keys(args)
+  for (const key of keys) {
     if (key === "") return bad("a user arg key must not be empty")
     if (key.startsWith("#")) return bad(`user arg ${JSON.stringify(key)}: keys starting with # are the system's`)
   }
@@ -131,9 +138,8 @@ export const validate = (
   if (!Number.isSafeInteger(fragPart)) return bad("fragPart must be a safe integer")
   const payload = fragment.payload?.length ?? 0
   if (payload > maxPayload) return bad(`payload of ${payload} bytes is over the limit of ${maxPayload}`)
-  for (const text of [fragment.subject, fragment.err, ...Object.entries(fragment.args ?? {}).flat()]) {
-    if (text !== undefined && text.length > 16_000) return bad("subject, err and args are limited to 16000 characters")
-  }
+  if (tooLong(fragment.subject) || tooLong(fragment.err)) return bad(TOO_LONG)
+  for (const key of keys) if (tooLong(key) || tooLong(args![key])) return bad(TOO_LONG)
   return Result.void
 }
 

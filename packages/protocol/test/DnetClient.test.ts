@@ -20,6 +20,10 @@ const waitUntil = (check: () => boolean, what: string) =>
     while (!check()) yield* Effect.sleep(20)
   }).pipe(Effect.timeoutOrElse({ duration: "10 seconds", orElse: () => Effect.die(new Error(`timed out: ${what}`)) }))
 
+/** A 2 MiB object whose bytes differ per seed. */
+const object = (seed: number) => new Uint8Array(2 * 1024 * 1024 + 3).map((_, i) => (i * seed + (i >> 9)) & 0xff)
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
+
 describe("DnetClient", () => {
   live(
     "three nodes in two groups: writes reach both groups, reads survive a dead node, a rejoined node serves again",
@@ -188,8 +192,6 @@ describe("DnetClient", () => {
         const client = yield* DnetClient.make({ nodes: [node.address] })
         const key = DnetRing.idOf("adopted")
         const other = DnetRing.idOf("other")
-        const object = (seed: number) => new Uint8Array(2 * 1024 * 1024 + 3).map((_, i) => (i * seed + (i >> 9)) & 0xff)
-        const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
         let kept: Uint8Array | undefined
         const into = new Uint8Array(3 * 1024 * 1024)
         for (const seed of [1, 3, 5, 7, 9, 11]) {

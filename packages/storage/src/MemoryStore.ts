@@ -108,8 +108,8 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       if (shared(old)) waiting.add(old.bytes.buffer)
       else keepSpare(old.bytes.buffer)
     }
-    const release = (bytes: Uint8Array) => {
-      const memory = bytes.buffer
+    const release = (view: Uint8Array) => {
+      const memory = view.buffer
       const count = views.get(memory)
       if (count === undefined) return
       if (count > 1) return views.set(memory, count - 1)

@@ -1,7 +1,9 @@
 /**
  * The machinery behind `PeerService`: one host with its registered services, local peers and connections
- * ("wires"). Each wire has one reader fiber that parses frames and routes them without ever waiting, and one
- * writer fiber that drains the wire's outbox in gather writes.
+ * ("wires"). Each wire's reader parses frames and routes them without ever waiting, in the event-loop turn
+ * they arrived in (a fragment a user fiber waits for resumes it there and then). A sender that finds the
+ * wire's writer turn free writes its frame to the socket in the step it sends; the wire's writer fiber only
+ * writes what the reader queued (acknowledgements, window updates) and what waited for the socket to drain.
  *
  * Flow control is per circuit, in bytes (payload + FRAME_COST): a sender starts with INITIAL_WINDOW of credit;
  * each side announces its window (`#window`) when a circuit starts and in the confirmation; the receiver gives
@@ -29,7 +31,7 @@ import type * as Peer from "../Peer.ts"
 import * as PeerUrl from "../PeerUrl.ts"
 import type * as TransportError from "../TransportError.ts"
 import type { Link } from "./circuitLink.ts"
-import { Inbox, Outbox, type OutFrame } from "./circuitQueues.ts"
+import { frameBytes, Inbox, INLINE_PAYLOAD, Outbox, type OutFrame } from "./circuitQueues.ts"
 
 const Kind = CircuitFragment.Kind
 
@@ -78,10 +80,17 @@ const windowArg = (fragment: CircuitFragment.Fragment): number => {
 const failWith = (operation: string, reason: CircuitError.CircuitError["reason"]) =>
   Effect.fail(CircuitError.make(operation, reason))
 
-const outFrame = (fragment: CircuitFragment.Fragment): OutFrame => ({
-  header: CircuitFragment.encodeHeader(fragment),
-  payload: fragment.payload
-})
+/** A frame to send from an encoded address and the other fields; a small payload is copied in. */
+const outFrameWith = (address: Uint8Array, body: CircuitFragment.BodyFields): OutFrame => {
+  const inline = body.payload.length <= INLINE_PAYLOAD
+  return {
+    header: CircuitFragment.encodeWith(address, body, inline, frameBytes),
+    payload: inline ? EMPTY : body.payload
+  }
+}
+
+const outFrame = (fragment: CircuitFragment.Fragment): OutFrame =>
+  outFrameWith(CircuitFragment.encodeAddress(fragment), fragment)
 
 // --- circuits --------------------------------------------------------------------------------------------------
 
@@ -121,6 +130,8 @@ class CircuitImpl implements Circuit.Circuit {
   #received = 0
   #allowed: number
   #unreported = 0
+  #encoded: Uint8Array = EMPTY
+  #encodedFor: string | undefined
 
   constructor(peer: PeerImpl, wire: Wire, id: string, name: string, remote: RemoteInfo, userString: string) {
     this.peer = peer
@@ -178,7 +189,7 @@ class CircuitImpl implements Circuit.Circuit {
     const credit = this.#unreported
     this.#unreported = 0
     this.#allowed += credit
-    this.wire.control({ ...this.#address(Kind.WindowUpdate), fragPart: credit })
+    this.wire.controlFrame(this.#out(Kind.WindowUpdate, { fragPart: credit }))
   }
 
   /** The other side's window, learnt from its start or its confirmation. */
@@ -227,6 +238,29 @@ class CircuitImpl implements Circuit.Circuit {
     }
   }
 
+  /** The encoded address of this circuit's frames, made again when the remote PeerID is learnt. */
+  #addressBytes(): Uint8Array {
+    if (this.#encodedFor !== this.remote.peerId) {
+      this.#encodedFor = this.remote.peerId
+      this.#encoded = CircuitFragment.encodeAddress(this.#address(Kind.Traffic))
+    }
+    return this.#encoded
+  }
+
+  /** A frame of this circuit, encoded (the address bytes are shared by all of them). */
+  #out(kind: CircuitFragment.Kind, init: Circuit.FragmentInit): OutFrame {
+    return outFrameWith(this.#addressBytes(), {
+      kind,
+      serial: nextSerial(),
+      fragOp: init.fragOp ?? 0,
+      fragPart: init.fragPart ?? 0,
+      subject: init.subject ?? "",
+      err: init.err ?? "",
+      args: init.args ?? EMPTY_ARGS,
+      payload: init.payload ?? EMPTY
+    })
+  }
+
   /** The frame for a user fragment of this circuit. */
   frame(kind: CircuitFragment.Kind, init: Circuit.FragmentInit): CircuitFragment.Fragment {
     return {
@@ -240,33 +274,48 @@ class CircuitImpl implements Circuit.Circuit {
     }
   }
 
-  /** Queues a frame once there is credit and room: both are taken in the same step, so a timeout loses none. */
-  enqueue(frame: CircuitFragment.Fragment): Effect.Effect<void, CircuitError.CircuitError> {
+  /** Takes credit and room for a frame and queues it if both are there now; else says what is missing. */
+  #offer(frame: OutFrame, cost: number): CircuitError.CircuitError | "queued" | "credit" | "room" {
     const outbox = this.wire.outbox
-    const attempt: Effect.Effect<void, CircuitError.CircuitError> = Effect.suspend(() => {
-      if (this.#reason !== undefined) return failWith("send", this.#reason)
-      if (outbox.failure !== undefined) return Effect.fail(outbox.failure)
-      if (this.#credit > 0 && outbox.hasRoom()) {
-        this.#credit -= costOf(frame.payload)
-        outbox.force(outFrame(frame))
-        return Effect.void
-      }
-      if (this.#credit > 0) return outbox.waitRoom(() => attempt)
+    if (this.#reason !== undefined) return CircuitError.make("send", this.#reason)
+    if (outbox.failure !== undefined) return outbox.failure
+    if (this.#credit <= 0) return "credit"
+    if (!outbox.hasRoom()) return "room"
+    this.#credit -= cost
+    outbox.queue(frame)
+    return "queued"
+  }
+
+  /**
+   * Queues a frame once there is credit and room (both taken in the same step, so a timeout loses none), then
+   * writes what is queued if the writer's turn is free. Runs when the returned effect's caller runs (inside a
+   * `suspend` or a generator): with credit and room the frame is on the socket before this returns.
+   */
+  enqueue(frame: OutFrame, cost: number): Effect.Effect<void, CircuitError.CircuitError> {
+    const offered = this.#offer(frame, cost)
+    // Once queued the fragment goes out whatever happens to this fiber.
+    if (offered === "queued") return this.wire.flushNow()
+    if (typeof offered !== "string") return Effect.fail(offered)
+    const attempt = (): Effect.Effect<void, CircuitError.CircuitError> => {
+      const again = this.#offer(frame, cost)
+      if (again === "queued") return Effect.void
+      if (typeof again !== "string") return Effect.fail(again)
+      if (again === "room") return this.wire.outbox.waitRoom(attempt)
       return Effect.callback<void, CircuitError.CircuitError>((resume) => {
-        const wake = () => resume(attempt)
+        const wake = () => resume(attempt())
         this.#creditWaiters.push(wake)
         return Effect.sync(() => {
           const at = this.#creditWaiters.indexOf(wake)
           if (at >= 0) this.#creditWaiters.splice(at, 1)
         })
       })
-    })
+    }
     const timeout = this.peer.host.options.sendTimeout
-    const queued = timeout === undefined ? attempt : Effect.timeoutOrElse(attempt, {
+    const waiting = Effect.suspend(attempt)
+    const queued = timeout === undefined ? waiting : Effect.timeoutOrElse(waiting, {
       duration: timeout,
       orElse: () => failWith("send", new CircuitError.SendTimeout({ millis: Duration.toMillis(timeout) }))
     })
-    // Once queued the fragment goes out whatever happens to this fiber; it writes it now if the turn is free.
     return Effect.andThen(queued, this.wire.flush)
   }
 
@@ -274,7 +323,8 @@ class CircuitImpl implements Circuit.Circuit {
     return Effect.suspend(() => {
       const valid = validate(init, this.peer.host.options.maxPayload)
       if (Result.isFailure(valid)) return failWith("send", valid.failure)
-      return this.enqueue(this.frame(Kind.Traffic, init))
+      const frame = this.#out(init.err !== undefined && init.err !== "" ? Kind.Error : Kind.Traffic, init)
+      return this.enqueue(frame, costOf(init.payload ?? EMPTY))
     })
   }
 
@@ -305,7 +355,7 @@ class CircuitImpl implements Circuit.Circuit {
     this.peer.circuitSet.delete(this)
     if (notify) {
       const detail = reason._tag === "LocalClose" ? reason.detail : reason.message
-      this.wire.outbox.force(outFrame({ ...this.#address(Kind.EndCircuit), err: detail }))
+      this.wire.outbox.force(this.#out(Kind.EndCircuit, { err: detail }))
     }
     const drop = reason._tag === "LocalClose" || reason._tag === "PeerClosed"
     this.#reads.end(drop)
@@ -444,7 +494,7 @@ class PeerImpl implements Peer.LocalPeer {
       const waitForAck = options.waitForAck ?? true
       const ack = waitForAck ? wire.expect(circuit.id) : undefined
       const frame = circuit.frame(kind, init)
-      yield* circuit.enqueue({
+      const start = outFrame({
         ...frame,
         kind,
         fromPeerName: this.name,
@@ -458,7 +508,8 @@ class PeerImpl implements Peer.LocalPeer {
           "#fromURL": this.url,
           ...(kind === Kind.StartCircuitTakeToId ? { "#pleaseAssignNewPeerID": peerId } : {})
         }
-      }).pipe(
+      })
+      yield* circuit.enqueue(start, costOf(frame.payload)).pipe(
         Effect.onError(() => Effect.sync(() => circuit.finish(new CircuitError.LocalClose({ detail: "" }), false)))
       )
       if (ack === undefined) return circuit
@@ -532,7 +583,11 @@ class Wire {
 
   /** Queues a control frame; a peer that lets them pile up (it does not read) loses the connection. */
   control(fragment: CircuitFragment.Fragment): void {
-    if (!this.outbox.control(outFrame(fragment)) && this.outbox.failure === undefined) {
+    this.controlFrame(outFrame(fragment))
+  }
+
+  controlFrame(frame: OutFrame): void {
+    if (!this.outbox.control(frame) && this.outbox.failure === undefined) {
       this.fail(new CircuitError.ProtocolViolation({ detail: "the peer stopped reading its connection" }))
     }
   }
@@ -578,8 +633,12 @@ class Wire {
     return CircuitError.make("connection", reason)
   }
 
-  /** Writes everything queued, unless another fiber holds the writer's turn (it will write it then). */
-  readonly flush: Effect.Effect<void, CircuitError.CircuitError> = Effect.suspend(() => {
+  /**
+   * Writes everything queued, unless another fiber holds the writer's turn (it will write it then). Call it
+   * when the effect runs: the bytes the socket takes at once are written before this returns, and the effect
+   * is only the wait for a full socket to drain (`Effect.void` when there is none).
+   */
+  flushNow(): Effect.Effect<void, CircuitError.CircuitError> {
     const outbox = this.outbox
     if (!outbox.tryAcquire()) return Effect.void
     const waiting = this.#pump()
@@ -588,7 +647,9 @@ class Wire {
       return Effect.void
     }
     return Effect.ensuring(waiting, Effect.sync(() => outbox.release()))
-  })
+  }
+
+  readonly flush: Effect.Effect<void, CircuitError.CircuitError> = Effect.suspend(() => this.flushNow())
 
   /**
    * Writes while the link takes the bytes at once (it returns the `Effect.void` constant then), all in this
@@ -608,9 +669,12 @@ class Wire {
     }
   }
 
-  /** Writes what the reader queued (acks, window updates, ends) when no sender is writing. */
+  /**
+   * Writes what the reader queued (acks, window updates, ends) when no sender is writing. No yield between
+   * rounds: each one either suspends or empties the queue.
+   */
   readonly writer: Effect.Effect<void> = Effect.suspend(() =>
-    Effect.forever(Effect.flatMap(this.outbox.waitWork, () => this.flush))
+    Effect.forever(Effect.flatMap(this.outbox.waitWork, () => this.flush), { disableYield: true })
   ).pipe(Effect.ignore)
 
   /** Parses what arrives and routes every frame as soon as it is complete, without ever waiting. */
@@ -623,9 +687,10 @@ class Wire {
         if (Result.isFailure(parsed)) {
           return this.fail(new CircuitError.ProtocolViolation({ detail: parsed.failure.message }))
         }
-        for (const fragment of parsed.success) {
+        const fragments = parsed.success
+        for (let i = 0; i < fragments.length; i++) {
           if (this.#failed) return
-          this.#dispatch(fragment)
+          this.#dispatch(fragments[i]!)
         }
       }),
       (detail) => this.fail(new CircuitError.ConnectionLost({ address: this.connection.remoteAddress, detail }))
@@ -967,3 +1032,4 @@ export class Host {
 }
 
 const EMPTY = new Uint8Array(0)
+const EMPTY_ARGS: Readonly<Record<string, string>> = {}

@@ -1,7 +1,9 @@
 /**
  * What a circuit connection runs on: a byte link whose received bytes are pushed to the frame reader as they
- * arrive. TCP (plain or TLS) sockets are driven straight from their 'data' events, so a fragment is routed to
- * its circuit in the same event-loop turn it arrived in, as other multiplexers do; any other
+ * arrive. TCP sockets are driven straight from their reads, so a fragment is routed to its circuit in the
+ * same event-loop turn it arrived in, as other multiplexers do: plain ones read into `ReadRegions` where the
+ * runtime allows (no buffer allocated per read, and big reads; received payloads are views of the regions'
+ * slabs, so holding one keeps its slab), TLS ones and other runtimes through 'data' events. Any other
  * `Transport.Connection` (Unix, memory) is pulled by a fiber. The reader never needs to stop a socket: flow
  * control bounds what each circuit may have in flight.
  */
@@ -17,6 +19,7 @@ import * as CircuitError from "../CircuitError.ts"
 import type { Connection } from "../Transport.ts"
 import * as TransportError from "../TransportError.ts"
 import * as defaults from "./defaults.ts"
+import * as ReadRegions from "./readRegions.ts"
 
 /** A connection as the circuit machinery uses it. */
 export interface Link {
@@ -57,8 +60,14 @@ export const fromConnection = (connection: Connection): Link => ({
 const tcpName = (host: string | undefined, port: number | undefined): string =>
   host === undefined || port === undefined ? "tcp://unknown" : Address.format(Address.tcp(host, port))
 
-/** A connected socket as a link; closing the scope destroys it. */
-export const fromSocket = (socket: Net.Socket): Effect.Effect<Link, never, Scope.Scope> =>
+/**
+ * A connected socket as a link, read through `regions` when they are installed on it (else from 'data'
+ * events); closing the scope destroys it.
+ */
+export const fromSocket = (
+  socket: Net.Socket,
+  regions: ReadRegions.ReadRegions | undefined
+): Effect.Effect<Link, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync((): Link => {
       const remoteAddress = tcpName(socket.remoteAddress, socket.remotePort)
@@ -96,21 +105,32 @@ export const fromSocket = (socket: Net.Socket): Effect.Effect<Link, never, Scope
         write: (chunks) => {
           if (socket.destroyed || socket.writableEnded) return Effect.fail(closed())
           let accepted = true
-          socket.cork()
-          for (const chunk of chunks) accepted = socket.write(chunk)
-          socket.uncork()
+          // Corking one chunk would only add a round through the socket's buffered list.
+          if (chunks.length === 1) accepted = socket.write(chunks[0]!)
+          else {
+            socket.cork()
+            for (const chunk of chunks) accepted = socket.write(chunk)
+            socket.uncork()
+          }
           return accepted ? Effect.void : drained
         },
         close: Effect.sync(() => socket.destroy()),
         receive: (onData) =>
           Effect.callback<string>((resume) => {
+            let receiving = true
+            // Regions deliver to one sink for good, so an ended receive stops passing chunks on instead.
+            const deliver = (chunk: Uint8Array) => {
+              if (receiving) onData(chunk)
+            }
             const onClose = () => resume(Effect.succeed(ended ?? "the connection was closed"))
-            socket.on("data", onData)
+            if (regions === undefined) socket.on("data", deliver)
+            else regions.attach(deliver)
             socket.once("close", onClose)
             if (socket.destroyed) onClose()
             else socket.resume()
             return Effect.sync(() => {
-              socket.off("data", onData)
+              receiving = false
+              socket.off("data", deliver)
               socket.off("close", onClose)
             })
           })
@@ -121,8 +141,17 @@ export const fromSocket = (socket: Net.Socket): Effect.Effect<Link, never, Scope
 
 /** How a TCP family makes its sockets: plain `node:net`, or TLS. */
 export interface Sockets {
-  /** Starts a connection; `ready` is the event that says it can be used. */
-  readonly connect: (address: Address.Tcp) => { readonly socket: Net.Socket; readonly ready: string }
+  /**
+   * Starts a connection; `ready` is the event that says it can be used, `regions` what the socket reads into
+   * if not 'data' events.
+   */
+  readonly connect: (address: Address.Tcp) => {
+    readonly socket: Net.Socket
+    readonly ready: string
+    readonly regions?: ReadRegions.ReadRegions | undefined
+  }
+  /** Makes an accepted socket that has not read yet read into regions, where the family can. */
+  readonly install?: ((socket: Net.Socket) => ReadRegions.ReadRegions | undefined) | undefined
   /** A server whose `event` hands out sockets ready to use. */
   readonly server: () => { readonly server: Net.Server; readonly event: string }
   /** Whether an accepted or connected socket may be used (`undefined`), else why not. */
@@ -147,8 +176,13 @@ export const dial = (sockets: Sockets, input: string): Effect.Effect<Link, Circu
     const address = yield* tcpAddress("connect", input)
     const lost = (detail: string) =>
       CircuitError.make("connect", new CircuitError.ConnectionLost({ address: input, detail }))
+    let regions: ReadRegions.ReadRegions | undefined
     const connected = yield* Effect.callback<Net.Socket, CircuitError.CircuitError>((resume) => {
-      const { socket, ready } = sockets.connect(address)
+      const started = sockets.connect(address)
+      const { socket, ready } = started
+      regions = started.regions !== undefined && ReadRegions.isActive(socket, started.regions)
+        ? started.regions
+        : undefined
       socket.setNoDelay(true)
       socket.once("error", (cause: Error) => resume(Effect.fail(lost(cause.message))))
       socket.once(ready, () => {
@@ -164,7 +198,7 @@ export const dial = (sockets: Sockets, input: string): Effect.Effect<Link, Circu
       })
       return Effect.sync(() => socket.destroy())
     }).pipe(Effect.timeoutOrElse({ duration: DIAL_TIMEOUT, orElse: () => Effect.fail(lost("connect timed out")) }))
-    return yield* fromSocket(connected)
+    return yield* fromSocket(connected, regions)
   })
 
 /** Listens for TCP links until the scope closes; sockets that fail the check are destroyed at once. */
@@ -209,13 +243,22 @@ export const listen = (sockets: Sockets, input: string) =>
     const bound = server.address() as Net.AddressInfo
     const accept: Effect.Effect<Link, TransportError.TransportError, Scope.Scope> = Effect.uninterruptibleMask((
       restore
-    ) => Effect.flatMap(restore(Queue.take(pending)), fromSocket))
+    ) => Effect.flatMap(restore(Queue.take(pending)), (socket) => fromSocket(socket, sockets.install?.(socket))))
     return { address: Address.format(Address.tcp(address.host, bound.port)), accept }
   })
 
-/** Plain TCP sockets. */
+/** Plain TCP sockets, reading into regions where the runtime allows (fewer, bigger reads; no buffer per read). */
 export const plain: Sockets = {
-  connect: (address) => ({ socket: Net.connect({ host: address.host, port: address.port }), ready: "connect" }),
+  connect: (address) => {
+    const regions = new ReadRegions.ReadRegions()
+    const socket = Net.connect({
+      host: address.host,
+      port: address.port,
+      ...(ReadRegions.supported ? { onread: regions.onread } : {})
+    })
+    return { socket, ready: "connect", regions }
+  },
+  install: ReadRegions.install,
   server: () => ({ server: Net.createServer({ pauseOnConnect: true }), event: "connection" }),
   check: () => undefined
 }

@@ -89,14 +89,34 @@ export class Inbox<A> {
   })
 }
 
-/** One frame to send: its header and its payload, written by reference. */
+/** One frame to send: its header and its payload, written by reference (empty when it is in the header). */
 export interface OutFrame {
   readonly header: Uint8Array
   readonly payload: Uint8Array
 }
 
-/** Payloads up to this size are copied next to their header, so small frames go out as one array. */
-const INLINE_PAYLOAD = 2048
+/** Payloads up to this size are copied into their frame, so small frames go out as one buffer. */
+export const INLINE_PAYLOAD = 2048
+
+const SLAB_SIZE = 64 * 1024
+let slab = new ArrayBuffer(0)
+let slabNext = 0
+
+/**
+ * Memory for an outgoing frame. A typed array of its own costs microseconds beyond 64 bytes (a backing store
+ * for the GC to track), a view of a shared slab a few dozen nanoseconds; a region is handed out once, so the
+ * socket may hold it as long as it needs, and a slab is freed when no frame in it is referenced any more.
+ */
+export const frameBytes = (size: number): Uint8Array => {
+  if (size > SLAB_SIZE / 8) return new Uint8Array(size)
+  if (slab.byteLength - slabNext < size) {
+    slab = new ArrayBuffer(SLAB_SIZE)
+    slabNext = 0
+  }
+  const bytes = new Uint8Array(slab, slabNext, size)
+  slabNext += size
+  return bytes
+}
 
 export class Outbox<E> {
   readonly capacity: number
@@ -142,6 +162,11 @@ export class Outbox<E> {
     return true
   }
 
+  /** Queues a data frame without waking the writer fiber: for a sender that writes it itself right after. */
+  queue(frame: OutFrame): void {
+    this.#data.push(frame)
+  }
+
   /** Waits until a data frame fits, or fails; `senders` may be woken by other conditions too. */
   waitRoom(retry: () => Effect.Effect<void, E>): Effect.Effect<void, E> {
     return waitOn(this.#senders, retry)
@@ -184,13 +209,8 @@ export class Outbox<E> {
     wakeAll(this.#senders)
     const chunks: Array<Uint8Array> = []
     for (const { header, payload } of frames) {
-      if (payload.length === 0) chunks.push(header)
-      else if (payload.length <= INLINE_PAYLOAD) {
-        const joined = new Uint8Array(header.length + payload.length)
-        joined.set(header)
-        joined.set(payload, header.length)
-        chunks.push(joined)
-      } else chunks.push(header, payload)
+      chunks.push(header)
+      if (payload.length > 0) chunks.push(payload)
     }
     return chunks
   }
