@@ -36,6 +36,15 @@ const reason = (bytes: Uint8Array) => {
 
 const plain = (f: CircuitFragment.Fragment) => ({ ...f, args: { ...f.args }, payload: Array.from(f.payload) })
 
+/** The fragments encoded back to back, cut at `cuts`, pushed through one parser: what it gave, and the parser. */
+const parseCut = (fragments: ReadonlyArray<CircuitFragment.Fragment>, cuts: ReadonlyArray<number>) => {
+  const stream = Buffer.concat(fragments.map(CircuitFragment.encode))
+  const parser = CircuitFragment.makeParser()
+  const out: Array<CircuitFragment.Fragment> = []
+  for (const part of split(stream, cuts)) out.push(...Result.getOrThrow(parser.push(part)))
+  return { out, parser }
+}
+
 describe("CircuitFragment", () => {
   it("lays out the fixed header big-endian", () => {
     const bytes = CircuitFragment.encode({
@@ -79,10 +88,7 @@ describe("CircuitFragment", () => {
       fc.array(fragment, { minLength: 1, maxLength: 5 }),
       fc.array(fc.nat(), { maxLength: 12 }),
       (fragments, cuts) => {
-        const stream = Buffer.concat(fragments.map(CircuitFragment.encode))
-        const parser = CircuitFragment.makeParser()
-        const out: Array<CircuitFragment.Fragment> = []
-        for (const part of split(stream, cuts)) out.push(...Result.getOrThrow(parser.push(part)))
+        const { out, parser } = parseCut(fragments, cuts)
         assert.isTrue(Result.isSuccess(parser.end()))
         assert.deepStrictEqual(out.map(plain), fragments.map(plain))
       }
@@ -122,10 +128,7 @@ describe("CircuitFragment", () => {
       fc.array(framed, { minLength: 1, maxLength: 12 }),
       fc.array(fc.nat(), { maxLength: 12 }),
       (fragments, cuts) => {
-        const stream = Buffer.concat(fragments.map(CircuitFragment.encode))
-        const parser = CircuitFragment.makeParser()
-        const out: Array<CircuitFragment.Fragment> = []
-        for (const part of split(stream, cuts)) out.push(...Result.getOrThrow(parser.push(part)))
+        const { out } = parseCut(fragments, cuts)
         assert.deepStrictEqual(out.map(plain), fragments.map(plain))
       }
     ))

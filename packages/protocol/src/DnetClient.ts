@@ -314,21 +314,17 @@ export const make = Effect.fn("DnetClient.make")(function*(
       })
     })
 
-  const request: DnetClient["request"] = (node, packet) => {
-    // The connection is there almost always: use it without an extra step.
+  /** Runs `f` on the link to `node`; the connection is there almost always, and then used without an extra step. */
+  const onLink = <A>(node: string, f: (link: Link.Link) => Effect.Effect<A, DnetError.DnetError>) => {
     const known = links.get(node)
-    return known !== undefined && known.isOpen()
-      ? known.request(packet, requestOptions)
-      : Effect.flatMap(linkTo(node), (link) => link.request(packet, requestOptions))
+    return known !== undefined && known.isOpen() ? f(known) : Effect.flatMap(linkTo(node), f)
   }
 
+  const request: DnetClient["request"] = (node, packet) => onLink(node, (link) => link.request(packet, requestOptions))
+
   /** A request whose replies are only valid inside `use` (see `Link.borrow`). */
-  const borrow = <A>(node: string, packet: Link.Outgoing, use: (replies: ReadonlyArray<DnetPacket.Packet>) => A) => {
-    const known = links.get(node)
-    return known !== undefined && known.isOpen()
-      ? known.borrow(packet, requestOptions, use)
-      : Effect.flatMap(linkTo(node), (link) => link.borrow(packet, requestOptions, use))
-  }
+  const borrow = <A>(node: string, packet: Link.Outgoing, use: (replies: ReadonlyArray<DnetPacket.Packet>) => A) =>
+    onLink(node, (link) => link.borrow(packet, requestOptions, use))
 
   const call = (node: string, command: string, packet: Link.Outgoing) =>
     Effect.flatMap(request(node, packet), (replies) => checked(node, command, replies))
