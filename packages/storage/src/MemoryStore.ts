@@ -24,6 +24,7 @@ import type * as Scope from "effect/Scope"
 import * as KeyIndex from "./internal/keyIndex.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
 import { checkKey, checkList, checkRead, checkWrite, info, notFound, place } from "./internal/objectStore.ts"
+import * as SparePool from "./internal/sparePool.ts"
 import { type ListOptions, ObjectStore, readLength, type Store, type WriteOptions } from "./ObjectStore.ts"
 import * as StorageError from "./StorageError.ts"
 
@@ -57,15 +58,13 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
     let index = KeyIndex.make<Entry>()
     let bytes = 0
     // Memory of replaced adopted objects, for `spare`.
-    let spares: Array<ArrayBuffer> = []
-    let spareBytes = 0
+    const spares = SparePool.make(MAX_SPARE_BYTES)
     const lifecycle = yield* Lifecycle.make(
       name,
       Effect.sync(() => {
         index = KeyIndex.make<Entry>()
         bytes = 0
-        spares = []
-        spareBytes = 0
+        spares.clear()
       })
     )
     const closed = Effect.fail(StorageError.make(name, new StorageError.Closed()))
@@ -97,16 +96,11 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
     const views = new WeakMap<ArrayBufferLike, number>()
     const waiting = new WeakSet<ArrayBufferLike>()
     const shared = (entry: Entry): boolean => views.has(entry.bytes.buffer)
-    const keepSpare = (memory: ArrayBufferLike) => {
-      if (spareBytes + memory.byteLength > MAX_SPARE_BYTES) return
-      spares.push(memory as ArrayBuffer)
-      spareBytes += memory.byteLength
-    }
     /** The memory of an object being replaced: kept for `spare` when it was adopted, now or once it is released. */
     const recycle = (old: Entry) => {
       if (!old.adopted) return
       if (shared(old)) waiting.add(old.bytes.buffer)
-      else keepSpare(old.bytes.buffer)
+      else spares.keep(old.bytes.buffer)
     }
     const release = (view: Uint8Array) => {
       const memory = view.buffer
@@ -114,15 +108,9 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       if (count === undefined) return
       if (count > 1) return views.set(memory, count - 1)
       views.delete(memory)
-      if (waiting.delete(memory)) keepSpare(memory)
+      if (waiting.delete(memory)) spares.keep(memory)
     }
-    const spare = (size: number): Uint8Array | undefined => {
-      const at = spares.findIndex((memory) => memory.byteLength >= size)
-      if (at < 0) return undefined
-      const [memory] = spares.splice(at, 1)
-      spareBytes -= memory!.byteLength
-      return new Uint8Array(memory!, 0, size)
-    }
+    const spare = spares.take
 
     const write = (key: Uint8Array, data: Uint8Array, options?: WriteOptions) =>
       Effect.flatMap(Clock.currentTimeMillis, (modified) =>

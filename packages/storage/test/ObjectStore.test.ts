@@ -727,6 +727,28 @@ describe("BlobStore recovery and compaction", () => {
       assert.strictEqual(str(yield* reopened.read(key(201))), "after compaction")
     }))
 
+  it.effect("memory of a big read given back serves the next big read; memory kept is never reused", () =>
+    Effect.gen(function*() {
+      const store = yield* BlobStore.make({ dir: yield* tempDir })
+      const next = random(11)
+      const objects = [bytesOf(next, 300_000), bytesOf(next, 300_000), bytesOf(next, 200_000)]
+      for (const [i, bytes] of objects.entries()) yield* store.write(key(i), bytes)
+      const kept = yield* store.read(key(0))
+      const given = yield* store.read(key(1))
+      assert.notStrictEqual(given.buffer, kept.buffer)
+      store.release!(given)
+      // Released twice, or memory the store never lent: nothing happens.
+      store.release!(given)
+      store.release!(new Uint8Array(400_000))
+      const reused = yield* store.read(key(2))
+      assert.strictEqual(reused.buffer, given.buffer)
+      assert.strictEqual(sha256(reused), sha256(objects[2]!))
+      const again = yield* store.read(key(1))
+      assert.notStrictEqual(again.buffer, given.buffer)
+      assert.strictEqual(sha256(again), sha256(objects[1]!))
+      assert.strictEqual(sha256(kept), sha256(objects[0]!))
+    }))
+
   it.effect("compaction refuses to copy a record damaged since the store was opened", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

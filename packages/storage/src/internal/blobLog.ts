@@ -86,15 +86,21 @@ export const decodeFileHeader = (bytes: Uint8Array): { readonly logId: Uint8Arra
   return version === VERSION ? { logId: bytes.slice(16, 32) } : { problem: `log format version ${version}` }
 }
 
+// A safe-integer count as a u64 field, in two u32 halves (no BigInt on the write path).
+const putCount = (fields: DataView, offset: number, value: number) => {
+  fields.setUint32(offset, value >>> 0, true)
+  fields.setUint32(offset + 4, Math.floor(value / 0x1_0000_0000), true)
+}
+
 const encodeHeader = (header: RecordHeader): Uint8Array => {
   const bytes = new Uint8Array(RECORD_HEADER_SIZE)
   const fields = view(bytes)
   bytes.set(RECORD_MAGIC, 0)
   bytes.set(header.key, KEY_OFFSET)
-  fields.setBigUint64(FLAGS_OFFSET, BigInt(header.flags), true)
-  fields.setBigUint64(SIZE_OFFSET, BigInt(header.size), true)
-  fields.setBigUint64(POSITION_OFFSET, BigInt(header.position), true)
-  fields.setBigUint64(MODIFIED_OFFSET, BigInt(header.modified), true)
+  putCount(fields, FLAGS_OFFSET, header.flags)
+  putCount(fields, SIZE_OFFSET, header.size)
+  putCount(fields, POSITION_OFFSET, header.position)
+  putCount(fields, MODIFIED_OFFSET, header.modified)
   return bytes
 }
 
@@ -116,32 +122,45 @@ const checksum = (logId: Uint8Array, header: Uint8Array): Hash =>
 export type Fill = (target: Uint8Array, from: number) => Effect.Effect<void, StorageError.StorageError>
 
 /**
- * Writes a record at `header.position`. The data comes from `fill` in pieces of at most `CHUNK` bytes; a large
- * record's header is written last, so until the record is complete it does not parse.
+ * Completes a record held whole in `record` (`RECORD_HEADER_SIZE + header.size` bytes, the data already in place
+ * after the header): writes the header and its checksum in front of the data.
+ */
+export const sealRecord = (logId: Uint8Array, header: RecordHeader, record: Uint8Array): Uint8Array => {
+  const head = encodeHeader(header)
+  head.set(checksum(logId, head).update(record.subarray(RECORD_HEADER_SIZE)).digest(), CHECKSUM_OFFSET)
+  record.set(head, 0)
+  return record
+}
+
+/**
+ * Writes a record at `header.position`. The data is `data` itself, or comes from `fill` in pieces of at most
+ * `CHUNK` bytes; a large record's header is written last, so until the record is complete it does not parse.
+ * Each piece is hashed while it is being written.
  */
 export const writeRecord = Effect.fnUntraced(function*(
   store: string,
   handle: FileHandle,
   logId: Uint8Array,
   header: RecordHeader,
-  fill: Fill
+  data: Uint8Array | Fill
 ) {
-  const head = encodeHeader(header)
-  const hash = checksum(logId, head)
   if (header.size <= CHUNK) {
     const record = new Uint8Array(RECORD_HEADER_SIZE + header.size)
-    const data = record.subarray(RECORD_HEADER_SIZE)
-    yield* fill(data, 0)
-    head.set(hash.update(data).digest(), CHECKSUM_OFFSET)
-    record.set(head, 0)
-    return yield* writeFully(store, "log", handle, record, header.position)
+    if (typeof data === "function") yield* data(record.subarray(RECORD_HEADER_SIZE), 0)
+    else record.set(data, RECORD_HEADER_SIZE)
+    return yield* writeFully(store, "log", handle, sealRecord(logId, header, record), header.position)
   }
-  const piece = new Uint8Array(CHUNK)
+  const head = encodeHeader(header)
+  const hash = checksum(logId, head)
+  const piece = new Uint8Array(typeof data === "function" ? CHUNK : 0)
   for (let from = 0; from < header.size; from += CHUNK) {
-    const part = piece.subarray(0, Math.min(CHUNK, header.size - from))
-    yield* fill(part, from)
-    hash.update(part)
-    yield* writeFully(store, "log", handle, part, header.position + RECORD_HEADER_SIZE + from)
+    const length = Math.min(CHUNK, header.size - from)
+    let part: Uint8Array
+    if (typeof data === "function") {
+      part = piece.subarray(0, length)
+      yield* data(part, from)
+    } else part = data.subarray(from, from + length)
+    yield* writeFully(store, "log", handle, part, header.position + RECORD_HEADER_SIZE + from, () => hash.update(part))
   }
   head.set(hash.digest(), CHECKSUM_OFFSET)
   yield* writeFully(store, "log", handle, head, header.position)

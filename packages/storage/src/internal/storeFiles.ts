@@ -31,14 +31,32 @@ export const unlessMissing = <A>(promise: Promise<A>): Promise<A | undefined> =>
   promise.catch((error: unknown) => isMissing(error) ? undefined : Promise.reject(error))
 
 /** Transfers up to this size are made with synchronous calls. */
-const SYNC_BYTES = 64 * 1024
+export const SYNC_BYTES = 64 * 1024
+
+/** The error of a failed file system call. */
+export const ioFailure = (store: string, operation: string, cause: unknown): StorageError.StorageError =>
+  StorageError.make(store, new StorageError.IoFailure({ operation, cause }))
 
 /** Runs a synchronous file system call, turning a throw into `IoFailure` for `operation`. */
 const ioSync = <A>(store: string, operation: string, evaluate: () => A): Effect.Effect<A, StorageError.StorageError> =>
-  Effect.try({
-    try: evaluate,
-    catch: (cause) => StorageError.make(store, new StorageError.IoFailure({ operation, cause }))
-  })
+  Effect.try({ try: evaluate, catch: (cause) => ioFailure(store, operation, cause) })
+
+/** Reads into all of `buffer` from `position` with synchronous calls (throwing); fewer bytes only at the end. */
+export const readFullySync = (fd: number, buffer: Uint8Array, position: number): number => {
+  let done = 0
+  while (done < buffer.length) {
+    const bytesRead = FsSync.readSync(fd, buffer, done, buffer.length - done, position + done)
+    if (bytesRead === 0) break
+    done += bytesRead
+  }
+  return done
+}
+
+/** Writes all of `data` at `position` with synchronous calls (throwing). */
+export const writeFullySync = (fd: number, data: Uint8Array, position: number): void => {
+  let done = 0
+  while (done < data.length) done += FsSync.writeSync(fd, data, done, data.length - done, position + done)
+}
 
 /** Reads into all of `buffer` from `position`; returns the bytes read, fewer only at the end of the file. */
 export const readFully = (
@@ -49,15 +67,7 @@ export const readFully = (
   position: number
 ): Effect.Effect<number, StorageError.StorageError> =>
   buffer.length <= SYNC_BYTES ?
-    ioSync(store, `read ${label}`, () => {
-      let done = 0
-      while (done < buffer.length) {
-        const bytesRead = FsSync.readSync(handle.fd, buffer, done, buffer.length - done, position + done)
-        if (bytesRead === 0) break
-        done += bytesRead
-      }
-      return done
-    }) :
+    ioSync(store, `read ${label}`, () => readFullySync(handle.fd, buffer, position)) :
     io(store, `read ${label}`, async () => {
       let done = 0
       while (done < buffer.length) {
@@ -68,21 +78,27 @@ export const readFully = (
       return done
     })
 
-/** Writes all of `data` at `position`. */
+/**
+ * Writes all of `data` at `position`. `meanwhile` (work that does not touch `data`'s file) runs while an
+ * asynchronous write is in the thread pool, or after a synchronous one.
+ */
 export const writeFully = (
   store: string,
   label: string,
   handle: Fs.FileHandle,
   data: Uint8Array,
-  position: number
+  position: number,
+  meanwhile?: () => void
 ): Effect.Effect<void, StorageError.StorageError> =>
   data.length <= SYNC_BYTES ?
     ioSync(store, `write ${label}`, () => {
-      let done = 0
-      while (done < data.length) done += FsSync.writeSync(handle.fd, data, done, data.length - done, position + done)
+      writeFullySync(handle.fd, data, position)
+      meanwhile?.()
     }) :
     io(store, `write ${label}`, async () => {
-      let done = 0
+      const first = handle.write(data, 0, data.length, position)
+      meanwhile?.()
+      let done = (await first).bytesWritten
       while (done < data.length) {
         const { bytesWritten } = await handle.write(data, done, data.length - done, position + done)
         done += bytesWritten
