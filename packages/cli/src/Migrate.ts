@@ -12,7 +12,6 @@
  */
 import * as Address from "@tessera/protocol/Address"
 import * as CircuitConnection from "@tessera/protocol/CircuitConnection"
-import type * as CircuitError from "@tessera/protocol/CircuitError"
 import * as MigrationDestination from "@tessera/protocol/MigrationDestination"
 import * as MigrationSource from "@tessera/protocol/MigrationSource"
 import * as NbdDeviceSpec from "@tessera/protocol/NbdDeviceSpec"
@@ -36,6 +35,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as CircuitSecurity from "./CircuitSecurity.ts"
 import { BadInput, fromStorage, OperationFailed, parsed } from "./CliFailure.ts"
 
 const compressionNames = { none: "None", rle: "RLE", zeroes: "Zeroes", gzip: "Gzip" } as const satisfies Record<
@@ -70,7 +70,9 @@ const resumeFlag = Flag.Finite("resume-timeout").pipe(
   Flag.withDefault(30)
 )
 const viaCircuitFlag = Flag.Boolean("via-circuit").pipe(
-  Flag.withDescription("Carry the migration in a peer circuit (plaintext), sharing its connection with other circuits"),
+  Flag.withDescription(
+    "Carry the migration in a peer circuit, sharing its connection with other circuits: TLS 1.3 with pinned Ed25519 keys (see --identity, --known-keys, --trust), or --plaintext"
+  ),
   Flag.withDefault(false)
 )
 
@@ -114,6 +116,7 @@ const serve = Command.make(
     size: Flag.String("size").pipe(Flag.withDescription("Size of file: devices (checked)"), Flag.optional),
     resumeTimeout: resumeFlag,
     viaCircuit: viaCircuitFlag,
+    ...CircuitSecurity.flags,
     json: jsonFlag
   },
   Effect.fn("migrate.serve")(function*(flags) {
@@ -127,6 +130,7 @@ const serve = Command.make(
     if (!(flags.resumeTimeout >= 0)) return yield* new BadInput({ message: "--resume-timeout must be >= 0" })
     const size = Option.isSome(flags.size) ? yield* parsed(DeviceSpec.parseSize(flags.size.value)) : undefined
     const address = yield* parsed(Address.parse(flags.listen))
+    const secured = yield* CircuitSecurity.choose(flags.viaCircuit, flags.listen, flags)
     const { json } = flags
 
     const devices = yield* Effect.forEach(specs, (spec, i) =>
@@ -166,16 +170,19 @@ const serve = Command.make(
       }),
       operationFailed
     )
-    const listener = yield* (flags.viaCircuit
-      ? CircuitConnection.listener(flags.listen, MIGRATION_SERVICE)
+    const listener = yield* (secured !== undefined
+      ? CircuitConnection.listener(flags.listen, MIGRATION_SERVICE, { security: secured.security })
       : Effect.map(Transport.listen(address), (l) => ({ address: Address.format(l.address), accept: l.accept }))).pipe(
         Effect.mapError(operationFailed)
       )
     const listening = listener.address
+    const security = secured === undefined ? undefined : CircuitSecurity.describe(secured)
     yield* report(
       json,
-      { event: "listening", address: listening },
-      `serving ${devices.length} device(s), ${formatBytes(totalBytes)}, on ${listening}`
+      { event: "listening", address: listening, ...security?.fields },
+      `serving ${devices.length} device(s), ${formatBytes(totalBytes)}, on ${listening}${
+        security === undefined ? "" : ` in a circuit, ${security.text}`
+      }`
     )
     // Timed from the first connection: waiting for the client is not part of the migration.
     let start: number | undefined
@@ -253,11 +260,13 @@ const connect = Command.make(
     ),
     resumeTimeout: resumeFlag,
     viaCircuit: viaCircuitFlag,
+    ...CircuitSecurity.flags,
     json: jsonFlag
   },
   Effect.fn("migrate.connect")(function*(flags) {
     const specs = yield* Effect.forEach(flags.device, (spec) => parsed(NbdDeviceSpec.parse(spec)))
     const address = yield* parsed(Address.parse(flags.from))
+    const secured = yield* CircuitSecurity.choose(flags.viaCircuit, flags.from, flags)
     const exposeAddress = Option.isSome(flags.expose) ? yield* parsed(Address.parse(flags.expose.value)) : undefined
     // Bound before the migration starts, so an address in use fails the command at once.
     const expose = exposeAddress === undefined
@@ -308,12 +317,24 @@ const connect = Command.make(
         )
       }
     }))
-    const circuitDial = flags.viaCircuit ? yield* CircuitConnection.dialer(MIGRATION_SERVICE) : undefined
+    if (secured !== undefined) {
+      const security = CircuitSecurity.describe(secured)
+      yield* report(
+        json,
+        { event: "connecting", from: flags.from, ...security.fields },
+        `connecting to ${flags.from} in a circuit, ${security.text}`
+      )
+    }
+    const circuitDial = secured === undefined
+      ? undefined
+      : yield* CircuitConnection.dialer(MIGRATION_SERVICE, { security: secured.security })
     const dial: Effect.Effect<
       Transport.Connection,
-      CircuitError.CircuitError | TransportError.TransportError | Address.AddressError,
+      TransportError.TransportError | OperationFailed | Address.AddressError,
       Scope.Scope | Transport.Transport
-    > = circuitDial === undefined ? Transport.dial(address) : circuitDial(flags.from)
+    > = circuitDial === undefined || secured === undefined
+      ? Transport.dial(address)
+      : Effect.mapError(circuitDial(flags.from), CircuitSecurity.dialFailure(flags.from, secured))
     yield* destination.run(
       Effect.flatMap(dial, (stream) => PacketConnection.make([stream])),
       { resumeTimeout: Duration.seconds(flags.resumeTimeout) }

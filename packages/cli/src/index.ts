@@ -6,6 +6,11 @@
 /**
  * @since 0.1.0
  */
+export * as CircuitSecurity from "./CircuitSecurity.ts"
+
+/**
+ * @since 0.1.0
+ */
 export * as CliFailure from "./CliFailure.ts"
 
 /**

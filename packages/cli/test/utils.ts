@@ -52,11 +52,18 @@ export interface Running {
   readonly exit: Effect.Effect<Run>
 }
 
-/** Starts `tessera` with `args`, killed when the scope closes (and after `millis` in any case). */
-export const start = (args: ReadonlyArray<string>, millis = 60_000) =>
+/**
+ * Starts `tessera` with `args`, killed when the scope closes (and after `millis` in any case); `env` is added to
+ * the environment it inherits.
+ */
+export const start = (args: ReadonlyArray<string>, millis = 60_000, env?: Readonly<Record<string, string>>) =>
   Effect.acquireRelease(
     Effect.sync((): Running => {
-      const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"], timeout: millis })
+      const child = spawn(process.execPath, [bin, ...args], {
+        stdio: ["ignore", "pipe", "pipe"],
+        timeout: millis,
+        env: env === undefined ? process.env : { ...process.env, ...env }
+      })
       const out: Array<Buffer> = []
       const err: Array<Buffer> = []
       const lines: Array<Record<string, unknown>> = []
@@ -131,13 +138,19 @@ export const create = (spec: string, size: string, seed: string) =>
 
 /**
  * A TCP proxy to `port` whose current connections can be dropped at any time (`drop`), while new ones are
- * still forwarded: a network failure between two processes.
+ * still forwarded: a network failure between two processes. While `refuse(true)` holds, new connections are
+ * closed as soon as they arrive (the network is still down).
  */
-export const proxy = (port: number) =>
-  Effect.acquireRelease(
+export const proxy = (port: number) => {
+  let refusing = false
+  return Effect.acquireRelease(
     Effect.callback<{ readonly server: net.Server; readonly sockets: Set<net.Socket> }>((resume) => {
       const sockets = new Set<net.Socket>()
       const server = net.createServer((client) => {
+        if (refusing) {
+          client.destroy()
+          return
+        }
         const upstream = net.connect(port, "127.0.0.1")
         for (const socket of [client, upstream]) {
           sockets.add(socket)
@@ -162,8 +175,12 @@ export const proxy = (port: number) =>
     address: `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     drop: () => {
       for (const socket of sockets) socket.destroy()
+    },
+    refuse: (on: boolean) => {
+      refusing = on
     }
   })))
+}
 
 /** The port of a `tcp://HOST:PORT` address. */
 export const portOf = (address: unknown): number => Number(String(address).split(":").at(-1))

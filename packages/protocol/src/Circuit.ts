@@ -103,6 +103,12 @@ export interface Circuit {
   /** Closes this circuit here and on the remote side; idempotent. */
   readonly close: (reason?: string) => Effect.Effect<void>
   readonly isClosed: () => boolean
+  /**
+   * Payload bytes of this circuit's sends not yet written to the connection: waiting for flow-control credit
+   * or for room in the connection's send queue, or queued behind other frames. (What the connection's socket
+   * holds is shared by its circuits and not counted.)
+   */
+  readonly unwrittenBytes: () => number
   /** Waits until the circuit ends, and says why. */
   readonly closed: Effect.Effect<CircuitError.CloseReason>
 }

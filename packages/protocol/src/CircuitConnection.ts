@@ -5,7 +5,9 @@
  *
  * Bytes go out as fragments of at most `chunkSize` (1 MiB by default; larger writes are cut into views, not
  * copied) with `fragOp` DATA; `end` sends one fragment with `fragOp` END, after which the other side reads the
- * end of the stream. Flow control and ordering are the circuit's. Closing the connection closes the circuit.
+ * end of the stream. Flow control and ordering are the circuit's; `queuedBytes` is what `write` took that has
+ * not reached the carrying connection yet (waiting for credit or room). Closing the connection closes the
+ * circuit.
  * A circuit closed by the other side reads as the end of the stream too (like a socket the peer closed); one
  * that ends otherwise (connection lost, protocol violation, closed here) fails reads with a `TransportError`
  * (`Io` for a lost connection, `Closed` otherwise), and writes after the end fail the same way.
@@ -101,18 +103,37 @@ export const make = (circuit: Circuit.Circuit, options?: Options): Transport.Con
   )
   const send = (init: Circuit.FragmentInit) =>
     Effect.mapError(circuit.send(init), (error) => toTransportError(remoteAddress, error))
+  // Bytes of the writes in progress not handed to the circuit yet; from then on the circuit counts them.
+  let unsent = 0
   return {
     remoteAddress,
     localAddress: circuit.localPeer.url,
     read,
     write: (chunks) =>
-      Effect.forEach(chunks, (chunk) => {
-        if (chunk.length <= chunkSize) return chunk.length === 0 ? Effect.void : send({ fragOp: DATA, payload: chunk })
+      Effect.suspend(() => {
         const parts: Array<Uint8Array> = []
-        for (let at = 0; at < chunk.length; at += chunkSize) parts.push(chunk.subarray(at, at + chunkSize))
-        return Effect.forEach(parts, (payload) => send({ fragOp: DATA, payload }), { discard: true })
-      }, { discard: true }),
-    queuedBytes: () => 0,
+        for (const chunk of chunks) {
+          if (chunk.length > chunkSize) {
+            for (let at = 0; at < chunk.length; at += chunkSize) parts.push(chunk.subarray(at, at + chunkSize))
+          } else if (chunk.length > 0) parts.push(chunk)
+        }
+        if (parts.length === 0) return Effect.void
+        for (const part of parts) unsent += part.length
+        let handed = 0
+        return Effect.ensuring(
+          Effect.forEach(parts, (payload) =>
+            Effect.suspend(() => {
+              handed++
+              unsent -= payload.length
+              return send({ fragOp: DATA, payload })
+            }), { discard: true }),
+          // A write that failed or was interrupted part-way takes back what it did not hand over.
+          Effect.sync(() => {
+            for (; handed < parts.length; handed++) unsent -= parts[handed]!.length
+          })
+        )
+      }),
+    queuedBytes: () => unsent + circuit.unwrittenBytes(),
     end: send({ fragOp: END }),
     close: circuit.close()
   }

@@ -188,7 +188,9 @@ export const check = (trust: Trust, address: string, key: string | undefined): s
     case "AnyKey":
       return undefined
     case "Keys":
-      return trust.keys.includes(key) ? undefined : `${key} is not in the list of allowed keys`
+      return trust.keys.includes(key)
+        ? undefined
+        : `the peer's key ${key} (from ${address}) is not in the list of allowed keys`
     case "KnownKeys": {
       let text = ""
       try {
@@ -197,7 +199,7 @@ export const check = (trust: Trust, address: string, key: string | undefined): s
         return `cannot read ${trust.path}: ${cause instanceof Error ? cause.message : String(cause)}`
       }
       if (parseKnownKeys(text).some((entry) => entry.key === key)) return undefined
-      if (trust.mode === "locked") return `${key} (from ${address}) is not in ${trust.path}`
+      if (trust.mode === "locked") return `the peer's key ${key} (from ${address}) is not in ${trust.path}`
       try {
         Fs.appendFileSync(trust.path, `${text === "" || text.endsWith("\n") ? "" : "\n"}${address} ${key}\n`)
       } catch (cause) {

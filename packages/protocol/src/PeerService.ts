@@ -10,7 +10,8 @@
  *   and are not resurrected, but local peers stay up and new circuits use the new connection.
  * - **Security**: TLS 1.3 with Ed25519 identities and known-keys pinning by default (`security: Tls`, see
  *   `PeerIdentity`); plaintext only when asked for (`security: { _tag: "Plaintext" }`), through the `Transport`
- *   (so `memory:` and `unix:` work too).
+ *   (so `memory:` and `unix:` work too). A listener logs a warning for every connection it refuses (a key it
+ *   does not trust, a failed TLS handshake) and goes on listening.
  * - **Limits**: `register(name, fn, { max })` caps the running instances of a service; starting one more
  *   locally fails with `LimitReached`, remotely the request is rejected with `#Limited...` args.
  * - **Flow control** (see `Circuit`): each circuit has a receive window (`window`, 8 MiB by default); a sender
@@ -170,9 +171,9 @@ export const make = Effect.fn("PeerService.make")(function*(options: Options) {
               CircuitError.make("connect", new CircuitError.ConnectionLost({ address, detail: error.message })),
             onSuccess: CircuitLink.fromConnection
           }),
-      listen: (address) =>
+      listen: (address, onRefused) =>
         address.startsWith("tcp://")
-          ? CircuitLink.listen(CircuitLink.plain, address)
+          ? CircuitLink.listen(CircuitLink.plain, address, onRefused)
           : Effect.mapBoth(transport.listen(address), {
             onFailure: (error) =>
               CircuitError.make("listen", new CircuitError.InvalidArgument({ detail: error.message })),
@@ -213,7 +214,12 @@ export const make = Effect.fn("PeerService.make")(function*(options: Options) {
       }),
     listen: (address) =>
       Effect.gen(function*() {
-        const listener = yield* connector.listen(address)
+        // A refused connection (an untrusted key, a failed TLS handshake) is logged; the listener goes on.
+        let bound = address
+        const listener = yield* connector.listen(address, (detail) => {
+          host.run(Effect.logWarning(`${bound}: ${detail}`))
+        })
+        bound = listener.address
         host.listening.push(listener.address)
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {

@@ -15,7 +15,7 @@ import * as MigrationDestination from "../src/MigrationDestination.ts"
 import * as MigrationSource from "../src/MigrationSource.ts"
 import * as PacketConnection from "../src/PacketConnection.ts"
 import * as Transport from "../src/Transport.ts"
-import { echoService, host, listening, securities } from "./utils/circuits.ts"
+import { echoService, eventually, host, listening, securities } from "./utils/circuits.ts"
 
 const MiB = 1024 * 1024
 
@@ -59,6 +59,34 @@ for (const mode of securities) {
           concurrency: 2
         })
         assert.isTrue(back.equals(reply))
+      })))
+
+    it.live("queuedBytes counts what a write has not got onto the connection yet", () =>
+      live(Effect.gen(function*() {
+        // The smallest window: a reader that does not read holds the writer after 256 KiB.
+        const server = yield* listening(mode, 0, { window: 256 * 1024 })
+        const accept = yield* CircuitConnection.serve(server.service, "bytes")
+        const client = yield* host(mode, 1)
+        const dialled = yield* CircuitConnection.dial(client, server.address, "bytes", { chunkSize: 64 * 1024 })
+        const accepted = yield* accept
+        assert.strictEqual(dialled.queuedBytes(), 0)
+        const data = Crypto.randomBytes(2 * MiB)
+        const writing = yield* Effect.forkChild(dialled.write([data]))
+        yield* Effect.sleep(200)
+        assert.isUndefined(writing.pollUnsafe())
+        const held = dialled.queuedBytes()
+        assert.isAbove(held, MiB)
+        assert.isAtMost(held, 2 * MiB - 256 * 1024 + 64 * 1024)
+        const received = yield* Effect.forkChild(readAll(accepted))
+        yield* Fiber.join(writing)
+        yield* dialled.end
+        assert.isTrue((yield* Fiber.join(received)).equals(data))
+        assert.strictEqual(dialled.queuedBytes(), 0)
+        // A write interrupted while it waits for credit takes its bytes back.
+        const stuck = yield* Effect.forkChild(dialled.write([Crypto.randomBytes(MiB)]))
+        yield* eventually(() => dialled.queuedBytes() > MiB / 2)
+        yield* Fiber.interrupt(stuck)
+        yield* eventually(() => dialled.queuedBytes() === 0)
       })))
 
     it.live("runs a Silo migration in a circuit while another circuit echoes on the same connection", () =>

@@ -31,7 +31,7 @@ import type * as Peer from "../Peer.ts"
 import * as PeerUrl from "../PeerUrl.ts"
 import type * as TransportError from "../TransportError.ts"
 import type { Link } from "./circuitLink.ts"
-import { frameBytes, Inbox, INLINE_PAYLOAD, Outbox, type OutFrame } from "./circuitQueues.ts"
+import { frameBytes, Inbox, INLINE_PAYLOAD, Outbox, type OutFrame, type Unwritten } from "./circuitQueues.ts"
 
 const Kind = CircuitFragment.Kind
 
@@ -44,7 +44,8 @@ const MAX_WINDOW = 1024 * 1024 * 1024
 /** Opens connections for a host: plaintext through the `Transport`, or TLS. */
 export interface Connector {
   readonly dial: (address: string) => Effect.Effect<Link, CircuitError.CircuitError, Scope.Scope>
-  readonly listen: (address: string) => Effect.Effect<
+  /** `onRefused` hears of connections refused before they were handed out (an untrusted key, a failed handshake). */
+  readonly listen: (address: string, onRefused?: ((detail: string) => void) | undefined) => Effect.Effect<
     { readonly address: string; readonly accept: Effect.Effect<Link, unknown, Scope.Scope> },
     CircuitError.CircuitError,
     Scope.Scope
@@ -80,12 +81,21 @@ const windowArg = (fragment: CircuitFragment.Fragment): number => {
 const failWith = (operation: string, reason: CircuitError.CircuitError["reason"]) =>
   Effect.fail(CircuitError.make(operation, reason))
 
-/** A frame to send from an encoded address and the other fields; a small payload is copied in. */
-const outFrameWith = (address: Uint8Array, body: CircuitFragment.BodyFields): OutFrame => {
+/**
+ * A frame to send from an encoded address and the other fields; a small payload is copied in. A user's
+ * fragment counts its payload in its circuit's `unwritten` bytes.
+ */
+const outFrameWith = (
+  address: Uint8Array,
+  body: CircuitFragment.BodyFields,
+  unwritten?: Unwritten | undefined
+): OutFrame => {
   const inline = body.payload.length <= INLINE_PAYLOAD
   return {
     header: CircuitFragment.encodeWith(address, body, inline, frameBytes),
-    payload: inline ? EMPTY : body.payload
+    payload: inline ? EMPTY : body.payload,
+    unwritten,
+    bytes: unwritten === undefined ? 0 : body.payload.length
   }
 }
 
@@ -132,6 +142,8 @@ class CircuitImpl implements Circuit.Circuit {
   #unreported = 0
   #encoded: Uint8Array = EMPTY
   #encodedFor: string | undefined
+  /** Payload bytes of user sends not written to the connection yet (see `enqueue` and the outbox). */
+  readonly #unwritten: Unwritten = { bytes: 0 }
 
   constructor(peer: PeerImpl, wire: Wire, id: string, name: string, remote: RemoteInfo, userString: string) {
     this.peer = peer
@@ -163,6 +175,10 @@ class CircuitImpl implements Circuit.Circuit {
 
   isClosed(): boolean {
     return this.#reason !== undefined
+  }
+
+  unwrittenBytes(): number {
+    return this.#unwritten.bytes
   }
 
   #stream(inbox: Inbox<Circuit.Fragment>): Stream.Stream<Circuit.Fragment, CircuitError.CircuitError> {
@@ -247,8 +263,8 @@ class CircuitImpl implements Circuit.Circuit {
     return this.#encoded
   }
 
-  /** A frame of this circuit, encoded (the address bytes are shared by all of them). */
-  #out(kind: CircuitFragment.Kind, init: Circuit.FragmentInit): OutFrame {
+  /** A frame of this circuit, encoded (the address bytes are shared by all of them); `user` for user sends. */
+  #out(kind: CircuitFragment.Kind, init: Circuit.FragmentInit, user = false): OutFrame {
     return outFrameWith(this.#addressBytes(), {
       kind,
       serial: nextSerial(),
@@ -258,7 +274,7 @@ class CircuitImpl implements Circuit.Circuit {
       err: init.err ?? "",
       args: init.args ?? EMPTY_ARGS,
       payload: init.payload ?? EMPTY
-    })
+    }, user ? this.#unwritten : undefined)
   }
 
   /** The frame for a user fragment of this circuit. */
@@ -289,16 +305,27 @@ class CircuitImpl implements Circuit.Circuit {
   /**
    * Queues a frame once there is credit and room (both taken in the same step, so a timeout loses none), then
    * writes what is queued if the writer's turn is free. Runs when the returned effect's caller runs (inside a
-   * `suspend` or a generator): with credit and room the frame is on the socket before this returns.
+   * `suspend` or a generator): with credit and room the frame is on the socket before this returns. A user
+   * frame's bytes count as unwritten from here until the outbox hands them to the connection (or drops them),
+   * or until the send fails before its frame was queued.
    */
   enqueue(frame: OutFrame, cost: number): Effect.Effect<void, CircuitError.CircuitError> {
+    const unwritten = frame.unwritten
+    if (unwritten !== undefined) unwritten.bytes += frame.bytes
     const offered = this.#offer(frame, cost)
     // Once queued the fragment goes out whatever happens to this fiber.
     if (offered === "queued") return this.wire.flushNow()
-    if (typeof offered !== "string") return Effect.fail(offered)
+    if (typeof offered !== "string") {
+      if (unwritten !== undefined) unwritten.bytes -= frame.bytes
+      return Effect.fail(offered)
+    }
+    let taken = false
     const attempt = (): Effect.Effect<void, CircuitError.CircuitError> => {
       const again = this.#offer(frame, cost)
-      if (again === "queued") return Effect.void
+      if (again === "queued") {
+        taken = true
+        return Effect.void
+      }
       if (typeof again !== "string") return Effect.fail(again)
       if (again === "room") return this.wire.outbox.waitRoom(attempt)
       return Effect.callback<void, CircuitError.CircuitError>((resume) => {
@@ -316,14 +343,18 @@ class CircuitImpl implements Circuit.Circuit {
       duration: timeout,
       orElse: () => failWith("send", new CircuitError.SendTimeout({ millis: Duration.toMillis(timeout) }))
     })
-    return Effect.andThen(queued, this.wire.flush)
+    const counted = unwritten === undefined ? queued : Effect.onExit(queued, () =>
+      Effect.sync(() => {
+        if (!taken) unwritten.bytes -= frame.bytes
+      }))
+    return Effect.andThen(counted, this.wire.flush)
   }
 
   send(init: Circuit.FragmentInit): Effect.Effect<void, CircuitError.CircuitError> {
     return Effect.suspend(() => {
       const valid = validate(init, this.peer.host.options.maxPayload)
       if (Result.isFailure(valid)) return failWith("send", valid.failure)
-      const frame = this.#out(init.err !== undefined && init.err !== "" ? Kind.Error : Kind.Traffic, init)
+      const frame = this.#out(init.err !== undefined && init.err !== "" ? Kind.Error : Kind.Traffic, init, true)
       return this.enqueue(frame, costOf(init.payload ?? EMPTY))
     })
   }

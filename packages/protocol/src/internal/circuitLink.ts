@@ -60,6 +60,18 @@ export const fromConnection = (connection: Connection): Link => ({
 const tcpName = (host: string | undefined, port: number | undefined): string =>
   host === undefined || port === undefined ? "tcp://unknown" : Address.format(Address.tcp(host, port))
 
+/** OpenSSL's reason for a TLS error (e.g. "wrong version number"), which its message buries in a dump. */
+const tlsReason = (cause: Error): string | undefined => {
+  const { code, reason } = cause as { readonly code?: unknown; readonly reason?: unknown }
+  return typeof code === "string" && code.startsWith("ERR_SSL_") && typeof reason === "string" ? reason : undefined
+}
+
+/** A socket error for people. */
+const describe = (cause: Error): string => {
+  const reason = tlsReason(cause)
+  return reason === undefined ? cause.message : `TLS: ${reason}`
+}
+
 /**
  * A connected socket as a link, read through `regions` when they are installed on it (else from 'data'
  * events); closing the scope destroys it.
@@ -76,7 +88,7 @@ export const fromSocket = (
       const closed = () => failure ?? TransportError.make(remoteAddress, new TransportError.Closed())
       socket.on("error", (cause: Error) => {
         failure ??= TransportError.make(remoteAddress, new TransportError.Io({ operation: "write", cause }))
-        ended ??= cause.message
+        ended ??= describe(cause)
       })
       socket.on("end", () => {
         ended ??= "the remote side ended the connection"
@@ -184,7 +196,7 @@ export const dial = (sockets: Sockets, input: string): Effect.Effect<Link, Circu
         ? started.regions
         : undefined
       socket.setNoDelay(true)
-      socket.once("error", (cause: Error) => resume(Effect.fail(lost(cause.message))))
+      socket.once("error", (cause: Error) => resume(Effect.fail(lost(describe(cause)))))
       socket.once(ready, () => {
         const refused = sockets.check(socket, input)
         if (refused !== undefined) {
@@ -201,8 +213,11 @@ export const dial = (sockets: Sockets, input: string): Effect.Effect<Link, Circu
     return yield* fromSocket(connected, regions)
   })
 
-/** Listens for TCP links until the scope closes; sockets that fail the check are destroyed at once. */
-export const listen = (sockets: Sockets, input: string) =>
+/**
+ * Listens for TCP links until the scope closes; sockets that fail the check, or their TLS handshake, are
+ * destroyed at once, and `onRefused` is told why.
+ */
+export const listen = (sockets: Sockets, input: string, onRefused?: ((detail: string) => void) | undefined) =>
   Effect.gen(function*() {
     const address = yield* tcpAddress("listen", input)
     const pending = yield* Queue.bounded<Net.Socket, TransportError.TransportError>(defaults.BACKLOG)
@@ -230,11 +245,20 @@ export const listen = (sockets: Sockets, input: string) =>
           Queue.failCauseUnsafe(pending, Cause.fail(TransportError.make(input, new TransportError.Closed())))
         })
     )
-    server.on("tlsClientError", () => {})
+    server.on("tlsClientError", (cause: Error, socket: Net.Socket) => {
+      const from = socket.remoteAddress === undefined ? "" : ` with ${tcpName(socket.remoteAddress, socket.remotePort)}`
+      onRefused?.(
+        (cause as { readonly code?: unknown }).code === "ECONNRESET"
+          ? `the peer hung up during the TLS handshake${from} (it may not trust this host's key)`
+          : `a TLS handshake${from} failed: ${tlsReason(cause) ?? cause.message}`
+      )
+    })
     server.on(event, (socket: Net.Socket) => {
       socket.on("error", () => {})
       socket.setNoDelay(true)
-      if (sockets.check(socket, tcpName(socket.remoteAddress, socket.remotePort)) !== undefined) {
+      const refused = sockets.check(socket, tcpName(socket.remoteAddress, socket.remotePort))
+      if (refused !== undefined) {
+        onRefused?.(`refused a connection: ${refused}`)
         return socket.destroy()
       }
       socket.pause()

@@ -89,10 +89,21 @@ export class Inbox<A> {
   })
 }
 
-/** One frame to send: its header and its payload, written by reference (empty when it is in the header). */
+/** The payload bytes of a circuit's sends that are not written to the connection yet. */
+export interface Unwritten {
+  bytes: number
+}
+
+/**
+ * One frame to send: its header and its payload, written by reference (empty when it is in the header). A
+ * user's fragment names its circuit's `unwritten` count and its payload size (`bytes`): the count goes down by
+ * that much when the frame is taken for writing, or dropped.
+ */
 export interface OutFrame {
   readonly header: Uint8Array
   readonly payload: Uint8Array
+  readonly unwritten: Unwritten | undefined
+  readonly bytes: number
 }
 
 /** Payloads up to this size are copied into their frame, so small frames go out as one buffer. */
@@ -208,9 +219,10 @@ export class Outbox<E> {
     this.#data = []
     wakeAll(this.#senders)
     const chunks: Array<Uint8Array> = []
-    for (const { header, payload } of frames) {
+    for (const { header, payload, unwritten, bytes } of frames) {
       chunks.push(header)
       if (payload.length > 0) chunks.push(payload)
+      if (unwritten !== undefined) unwritten.bytes -= bytes
     }
     return chunks
   }
@@ -218,6 +230,7 @@ export class Outbox<E> {
   fail(error: E): void {
     if (this.#failure !== undefined) return
     this.#failure = error
+    for (const { unwritten, bytes } of this.#data) if (unwritten !== undefined) unwritten.bytes -= bytes
     this.#control = []
     this.#data = []
     wakeAll(this.#writers)

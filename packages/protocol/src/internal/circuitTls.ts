@@ -35,6 +35,6 @@ export const connector = (identity: PeerIdentity.Identity, trust: PeerIdentity.T
   }
   return {
     dial: (address) => CircuitLink.dial(sockets, address),
-    listen: (address) => CircuitLink.listen(sockets, address)
+    listen: (address, onRefused) => CircuitLink.listen(sockets, address, onRefused)
   }
 }
