@@ -209,7 +209,8 @@ const pseudoRandom = (length: number): Uint8Array => {
 }
 
 interface Case {
-  readonly target: "raw" | "memory" | "blob"
+  /** `file`: 64 MiB appended to a plain file next to the blob store's log, the disk's own rate for big puts. */
+  readonly target: "raw" | "memory" | "blob" | "file"
   readonly op: "put" | "get"
   readonly size: number
   readonly ops: number
@@ -230,25 +231,39 @@ const main = async () => {
     memory: await run(DnetClient.make({ nodes: [memory.address], timeout: "120 seconds" })),
     blob: await run(DnetClient.make({ nodes: [blob.address], timeout: "120 seconds" }))
   }
+  // Same file system as the blob store's log (the children make their directories in the same temp dir).
+  const fileDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "tessera-dnet-bench-file-"))
+  const appended = Fs.openSync(Path.join(fileDir, "appended"), "w")
+  let appendedEnd = 0
   const smallKey = DnetRing.idOf("bench-1KiB")
   const bigKey = DnetRing.idOf("bench-64MiB")
 
   const servers = { raw, memory, blob }
   /** Runs a case: its seconds, and the CPU µs per operation of this process (client) and of the server. */
   const once = async (c: Case): Promise<{ seconds: number; clientCpu: number; serverCpu: number }> => {
-    const server = servers[c.target]
-    const serverBefore = await server.cpu()
+    const server = c.target === "file" ? undefined : servers[c.target]
+    const serverBefore = (await server?.cpu()) ?? 0
     const clientBefore = process.cpuUsage()
     const started = performance.now()
     await operations(c)
     const seconds = (performance.now() - started) / 1000
     const client = process.cpuUsage(clientBefore)
-    const serverCpu = (await server.cpu()) - serverBefore
+    const serverCpu = ((await server?.cpu()) ?? 0) - serverBefore
     return { seconds, clientCpu: (client.user + client.system) / c.ops, serverCpu: serverCpu / c.ops }
   }
 
   const operations = async (c: Case): Promise<void> => {
     const data = c.size === KiB ? small : big
+    if (c.target === "file") {
+      // As the blob store writes a big record: pieces of 1 MiB, each with one synchronous call.
+      for (let i = 0; i < c.ops; i++) {
+        for (let at = 0; at < data.length; at += MiB) {
+          Fs.writeSync(appended, data, at, Math.min(MiB, data.length - at), appendedEnd + at)
+        }
+        appendedEnd += data.length
+      }
+      return
+    }
     if (c.target === "raw") {
       for (let i = 0; i < c.ops; i++) {
         await rawConnection.call(c.op === "put" ? PUT : GET, c.op === "put" ? data : new Uint8Array(0), c.size)
@@ -283,6 +298,9 @@ const main = async () => {
       for (const target of targets) {
         cases.push({ target, op, size, ops: size === KiB ? SMALL_OPS : BIG_OPS })
       }
+      if (size === BIG && op === "put" && targets.includes("blob")) {
+        cases.push({ target: "file", op, size, ops: BIG_OPS })
+      }
     }
   }
   const seconds = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
@@ -309,12 +327,12 @@ const main = async () => {
     const rate = c.size === KiB ? c.ops / s : (c.ops * c.size) / s / 1e6
     return {
       case: `${c.size === KiB ? "1 KiB" : `${c.size / MiB} MiB`} ${c.op}, ${
-        c.target === "raw" ? "raw TCP" : `dnet ${c.target}`
+        c.target === "raw" ? "raw TCP" : c.target === "file" ? "plain file append (disk)" : `dnet ${c.target}`
       }`,
       unit: c.size === KiB ? "ops/s" : "MB/s",
       rate: Math.round(rate),
       ratio: c.target === "raw" ? 1 : Number(median(ratios.get(c)!).toFixed(2)),
-      target: c.target === "raw" ? undefined : c.size === KiB ? 0.5 : 0.8,
+      target: c.target === "raw" || c.target === "file" ? undefined : c.size === KiB ? 0.5 : 0.8,
       clientCpuMicrosPerOp: Math.round(median(cpu.get(c)!.client)),
       serverCpuMicrosPerOp: Math.round(median(cpu.get(c)!.server)),
       rounds: seconds.get(c)!.map((x) => Number((c.size === KiB ? c.ops / x : (c.ops * c.size) / x / 1e6).toFixed(0)))
@@ -333,6 +351,8 @@ const main = async () => {
       )
     }
   }
+  Fs.closeSync(appended)
+  Fs.rmSync(fileDir, { recursive: true, force: true })
   rawConnection.close()
   await Effect.runPromise(Scope.close(scope, Exit.void))
   raw.stop()
