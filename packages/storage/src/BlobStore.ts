@@ -293,6 +293,8 @@ export const make = Effect.fn("BlobStore.make")(
     // Big reads go into memory given back by earlier ones (warm, already mapped) when there is some.
     const spares = SparePool.make(MAX_SPARE_BYTES)
     const lent = new WeakSet<ArrayBufferLike>()
+    // Where small records are assembled: each is written before the next one starts.
+    const scratch = new Uint8Array(SYNC_BYTES)
     yield* Effect.addFinalizer(() => Effect.sync(spares.clear))
 
     // Runs `f` with the current log and index, keeping the log open until it is done.
@@ -336,7 +338,7 @@ export const make = Effect.fn("BlobStore.make")(
       modified: number,
       body: (data: Uint8Array) => void
     ): Entry | StorageError.StorageError => {
-      const record = new Uint8Array(BlobLog.RECORD_HEADER_SIZE + size)
+      const record = scratch.subarray(0, BlobLog.RECORD_HEADER_SIZE + size).fill(0)
       const position = end
       try {
         body(record.subarray(BlobLog.RECORD_HEADER_SIZE))

@@ -92,8 +92,8 @@ const putCount = (fields: DataView, offset: number, value: number) => {
   fields.setUint32(offset + 4, Math.floor(value / 0x1_0000_0000), true)
 }
 
-const encodeHeader = (header: RecordHeader): Uint8Array => {
-  const bytes = new Uint8Array(RECORD_HEADER_SIZE)
+// Writes the header fields (all but the checksum) into the first `RECORD_HEADER_SIZE` bytes of `bytes`.
+const writeHeader = (bytes: Uint8Array, header: RecordHeader): Uint8Array => {
   const fields = view(bytes)
   bytes.set(RECORD_MAGIC, 0)
   bytes.set(header.key, KEY_OFFSET)
@@ -103,6 +103,8 @@ const encodeHeader = (header: RecordHeader): Uint8Array => {
   putCount(fields, MODIFIED_OFFSET, header.modified)
   return bytes
 }
+
+const encodeHeader = (header: RecordHeader): Uint8Array => writeHeader(new Uint8Array(RECORD_HEADER_SIZE), header)
 
 // The header fields if they are well formed for a record at `position`; the checksum is checked separately.
 const parseHeader = (bytes: Uint8Array, position: number): RecordHeader | undefined => {
@@ -126,9 +128,8 @@ export type Fill = (target: Uint8Array, from: number) => Effect.Effect<void, Sto
  * after the header): writes the header and its checksum in front of the data.
  */
 export const sealRecord = (logId: Uint8Array, header: RecordHeader, record: Uint8Array): Uint8Array => {
-  const head = encodeHeader(header)
-  head.set(checksum(logId, head).update(record.subarray(RECORD_HEADER_SIZE)).digest(), CHECKSUM_OFFSET)
-  record.set(head, 0)
+  writeHeader(record, header)
+  record.set(checksum(logId, record).update(record.subarray(RECORD_HEADER_SIZE)).digest(), CHECKSUM_OFFSET)
   return record
 }
 
