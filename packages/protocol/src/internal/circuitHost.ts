@@ -341,7 +341,9 @@ class CircuitImpl implements Circuit.Circuit {
     const waiting = Effect.suspend(attempt)
     const queued = timeout === undefined ? waiting : Effect.timeoutOrElse(waiting, {
       duration: timeout,
-      orElse: () => failWith("send", new CircuitError.SendTimeout({ millis: Duration.toMillis(timeout) }))
+      // The frame may have been queued in the very step the timer fired: then it goes out, and the send succeeded.
+      orElse: () =>
+        taken ? Effect.void : failWith("send", new CircuitError.SendTimeout({ millis: Duration.toMillis(timeout) }))
     })
     const counted = unwritten === undefined ? queued : Effect.onExit(queued, () =>
       Effect.sync(() => {
