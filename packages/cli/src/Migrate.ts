@@ -3,10 +3,13 @@
  * and exits 0 once every device is completed; `tessera migrate connect` receives them into the devices it is
  * given and exits 0 once Completed has arrived for every device and the data is flushed. Either side rides out a
  * broken connection: the source waits `--resume-timeout` seconds for the destination to come back, the
- * destination dials again for as long, and blocks already received are not sent again.
+ * destination dials again for as long, and blocks already received are not sent again. A connection to the
+ * source that does not turn out to be a destination (garbage instead of Silo frames, a peer that hangs up or
+ * refuses the group before it acknowledged the first DirtyList) is refused and closed, and the source goes on
+ * waiting; the devices are not touched.
  *
  * Output: a one-line summary on stdout, progress on stderr; with `--json`, JSON lines on stdout instead
- * (`listening`, `progress`, `completed`), so scripts and tests can follow the migration.
+ * (`listening`, `progress`, `refused`, `completed`), so scripts and tests can follow the migration.
  *
  * @since 0.1.0
  */
@@ -186,16 +189,33 @@ const serve = Command.make(
     )
     // Timed from the first connection: waiting for the client is not part of the migration.
     let start: number | undefined
+    // Who the connection being tried came from, for the report of a refused one.
+    let peer = ""
     const summary = yield* source.serve(
       Effect.flatMap(
         listener.accept,
-        (stream) =>
-          Effect.tap(PacketConnection.make([stream]), () =>
+        (stream) => {
+          peer = stream.remoteAddress
+          return Effect.tap(PacketConnection.make([stream]), () =>
             Effect.map(Clock.currentTimeMillis, (now) => {
               start ??= now
             }))
+        }
       ),
-      { resumeTimeout: Duration.seconds(flags.resumeTimeout) }
+      {
+        resumeTimeout: Duration.seconds(flags.resumeTimeout),
+        // Port scanners, TLS clients, a destination that refuses the group: say so and wait on.
+        onRefused: (error) =>
+          Effect.gen(function*() {
+            // The migration has not started while no connection was established.
+            if ((yield* source.summary).connections === 0) start = undefined
+            yield* report(
+              json,
+              { event: "refused", from: peer, reason: error.message },
+              `refused a connection from ${peer}: ${error.message}; still waiting for the destination`
+            )
+          })
+      }
     ).pipe(Effect.mapError(operationFailed))
     const seconds = ((yield* Clock.currentTimeMillis) - (start ?? 0)) / 1000
     const resentBytes = summary.devices.reduce((sum, d) => sum + d.blocksResent * blockSize, 0)

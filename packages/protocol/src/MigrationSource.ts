@@ -19,6 +19,11 @@
  * Connection loss: `serve` waits up to `resumeTimeout` for the next connection and carries on where it was.
  * A block is left out on resume only when the destination has it and no dirty round that included it was cut
  * short, so the devices still end identical. A destination that does not come back is a `Disconnected` error.
+ * A connection is established once the destination acknowledges its first DirtyList (the fence). One that
+ * fails before that (bytes that are not Silo frames, a wrong answer, a peer that hangs up or stays silent:
+ * a port scanner, a TLS client, a destination that refuses the group) is refused: `onRefused` hears of it,
+ * nothing about the devices changed, and `serve` takes the next connection, within the time left when it was
+ * resuming. On an established connection, garbage from the peer breaks the connection like a loss does.
  *
  * @since 0.1.0
  */
@@ -131,7 +136,7 @@ export interface DeviceSummary {
  */
 export interface Summary {
   readonly devices: ReadonlyArray<DeviceSummary>
-  /** Connections used, 1 when nothing broke. */
+  /** Connections established (refused ones are not counted), 1 when nothing broke. */
   readonly connections: number
 }
 
@@ -144,6 +149,11 @@ export interface Summary {
 export interface ServeOptions {
   /** How long to wait for the destination to come back after a connection broke; default 30 seconds. */
   readonly resumeTimeout?: Duration.Input | undefined
+  /**
+   * Hears of a connection refused before it was established (see the module comment); by default a warning
+   * is logged.
+   */
+  readonly onRefused?: ((error: ProtocolError.ProtocolError) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -276,6 +286,8 @@ export const make = Effect.fn("MigrationSource.make")(function*(
 
   let connections = 0
   let current: PacketConnection.PacketConnection | undefined
+  /** The last connection whose destination acknowledged a fence. */
+  let established: PacketConnection.PacketConnection | undefined
   const requestOptions = options.requestTimeout === undefined ? {} : { timeout: options.requestTimeout }
 
   const summary: Effect.Effect<Summary> = Effect.sync(() => ({
@@ -319,6 +331,11 @@ export const make = Effect.fn("MigrationSource.make")(function*(
       name
     })
     yield* to.sendDirtyList(blockSize, state.owed)
+    // The destination answered: the connection is established (counted once, by its first device).
+    if (established !== connection) {
+      established = connection
+      connections++
+    }
     const present = yield* announced(connection, state)
 
     const order = BlockOrder.makePriority(state.totalBlocks, volatility)
@@ -383,7 +400,6 @@ export const make = Effect.fn("MigrationSource.make")(function*(
   }, Effect.scoped)
 
   const migrate: MigrationSource["migrate"] = Effect.fn("MigrationSource.migrate")(function*(connection) {
-    connections++
     current = connection
     const group = new Map(states.map((state) => [state.index, {
       _tag: "DevInfo" as const,
@@ -406,19 +422,25 @@ export const make = Effect.fn("MigrationSource.make")(function*(
     next: Effect.Effect<PacketConnection.PacketConnection, E, R>,
     serveOptions?: ServeOptions
   ) {
-    const resumeTimeout = serveOptions?.resumeTimeout ?? DEFAULT_RESUME_TIMEOUT
-    let lost: unknown
+    const resumeTimeout = Duration.fromInputUnsafe(serveOptions?.resumeTimeout ?? DEFAULT_RESUME_TIMEOUT)
+    const onRefused = serveOptions?.onRefused ??
+      ((error: ProtocolError.ProtocolError) =>
+        Effect.logWarning(`migration: refused a connection (${error.message}); waiting for the destination`))
+    // Set once an established connection broke: the next one must come by the deadline.
+    let lost: { readonly error: unknown; readonly deadline: number } | undefined
     for (;;) {
+      const before = connections
+      const gone = lost
       const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
-        const connection = lost === undefined ? yield* next : yield* Effect.timeoutOrElse(next, {
-          duration: resumeTimeout,
+        const connection = gone === undefined ? yield* next : yield* Effect.timeoutOrElse(next, {
+          duration: Math.max(0, gone.deadline - (yield* Clock.currentTimeMillis)),
           orElse: () =>
             Effect.fail(MigrationError.make(
               new MigrationError.Disconnected({
-                detail: `the destination went away (${(lost as Error).message}) and did not come back within ${
-                  Duration.format(Duration.fromInputUnsafe(resumeTimeout))
+                detail: `the destination went away (${(gone.error as Error).message}) and did not come back within ${
+                  Duration.format(resumeTimeout)
                 }`,
-                cause: lost
+                cause: gone.error
               })
             ))
         })
@@ -427,11 +449,16 @@ export const make = Effect.fn("MigrationSource.make")(function*(
       })))
       if (Exit.isSuccess(exit)) return yield* summary
       const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
-      if (error === undefined || !ProtocolError.isConnectionLoss(error)) return yield* Effect.failCause(exit.cause)
-      lost = error
+      if (!ProtocolError.isConnectionFailure(error)) return yield* Effect.failCause(exit.cause)
+      if (connections === before && error instanceof ProtocolError.ProtocolError) {
+        // Not (yet) a destination: nothing changed, so wait on as before.
+        yield* onRefused(error)
+        continue
+      }
+      lost = { error, deadline: (yield* Clock.currentTimeMillis) + Duration.toMillis(resumeTimeout) }
       yield* Effect.logWarning(
         `migration: connection lost (${(error as Error).message}); waiting up to ${
-          Duration.format(Duration.fromInputUnsafe(resumeTimeout))
+          Duration.format(resumeTimeout)
         } for the destination to come back`
       )
     }

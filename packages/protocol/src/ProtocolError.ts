@@ -141,22 +141,45 @@ export const commandTimeout = (dev: number, command: number, millis: number): Pr
   make(new Timeout({ dev, waitingFor: `request with command ${hex(command)}`, millis }))
 
 /**
+ * The `ProtocolError` behind a failure, looking through the causes and reasons that device and migration errors
+ * wrap around it; none behind a `Disconnected` reason (a migration that already gave up on its peer is final,
+ * whatever broke the connection).
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const find = (error: unknown): ProtocolError | undefined => {
+  for (let at = error, depth = 0; at !== null && typeof at === "object" && depth < 8; depth++) {
+    if (at instanceof ProtocolError) return at
+    if ((at as { readonly _tag?: unknown })._tag === "Disconnected") return undefined
+    const next = at as { readonly reason?: unknown; readonly cause?: unknown }
+    at = next.reason !== undefined && typeof next.reason === "object" ? next.reason : next.cause
+  }
+  return undefined
+}
+
+/**
  * Whether a failure means the connection broke (closed, failed or timed out), so a new connection can carry
  * on, rather than a fault of either side's storage or setup. Looks through the causes and reasons that
- * device and migration errors wrap around a `ProtocolError`. A migration that already gave up on its peer
- * (a `Disconnected` reason) is final, whatever broke the connection.
+ * device and migration errors wrap around a `ProtocolError` (see `find`).
  *
  * @since 0.1.0
  * @category predicates
  */
 export const isConnectionLoss = (error: unknown): boolean => {
-  for (let at = error, depth = 0; at !== null && typeof at === "object" && depth < 8; depth++) {
-    if (at instanceof ProtocolError) {
-      return at.reason._tag === "Closed" || at.reason._tag === "TransportFailed" || at.reason._tag === "Timeout"
-    }
-    if ((at as { readonly _tag?: unknown })._tag === "Disconnected") return false
-    const next = at as { readonly reason?: unknown; readonly cause?: unknown }
-    at = next.reason !== undefined && typeof next.reason === "object" ? next.reason : next.cause
-  }
-  return false
+  const tag = find(error)?.reason._tag
+  return tag === "Closed" || tag === "TransportFailed" || tag === "Timeout"
+}
+
+/**
+ * Whether a failure means the connection is unusable because of the peer or the network: it broke (as
+ * `isConnectionLoss` says), or the peer sent bytes that are not frames of the protocol or named too many
+ * devices. Not a call this side got wrong (`BadArgument`), and not storage or setup.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isConnectionFailure = (error: unknown): boolean => {
+  const tag = find(error)?.reason._tag
+  return tag !== undefined && tag !== "BadArgument"
 }

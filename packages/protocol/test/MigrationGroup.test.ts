@@ -188,6 +188,71 @@ describe("MigrationSource / MigrationDestination", () => {
       })))
   }
 
+  it.live("connections that fail before the fence are refused, and serve migrates over the next one", () =>
+    live(Effect.gen(function*() {
+      const disk = yield* randomDevice(MiB, "refused")
+      const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
+      const { listener, next } = yield* listening("tcp")
+      const refusals: Array<string> = []
+      const served = yield* Effect.forkChild(source.serve(next, {
+        resumeTimeout: "50 millis",
+        onRefused: (error) => Effect.sync(() => void refusals.push(error.message))
+      }))
+      // The first bytes of a TLS ClientHello and a hang-up inside that "frame", then a peer that hangs up at once.
+      for (
+        const bytes of [
+          Uint8Array.from([0x16, 0x03, 0x01, 0x00, 0xf8, 0x01, 0x00, 0x00, 0xf4, 0x03, 0x03, 0]),
+          undefined
+        ]
+      ) {
+        const stream = yield* Transport.dial(listener.address)
+        if (bytes !== undefined) yield* stream.write([bytes])
+        yield* stream.end
+        while (refusals.length === (bytes === undefined ? 1 : 0)) yield* Effect.sleep("5 millis")
+      }
+      // Longer than the resume timeout: a refused connection does not start that clock.
+      yield* Effect.sleep("150 millis")
+      const made: Array<BlockDevice> = []
+      const destination = yield* memoryDestination(made)
+      yield* destination.receive(yield* PacketConnection.make([yield* Transport.dial(listener.address)]))
+      const summary = yield* Fiber.join(served)
+      assert.strictEqual(summary.connections, 1)
+      assert.strictEqual(refusals.length, 2)
+      assert.include(refusals[0], "malformed frame")
+      assert.include(refusals[1], "connection closed")
+      assert.isTrue(yield* Device.equals(disk, made[0]!))
+    })))
+
+  it.live("garbage on an established connection breaks it, and the migration resumes on the next", () =>
+    live(Effect.gen(function*() {
+      const disk = yield* randomDevice(4 * MiB, "garbled")
+      const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
+      const { listener, next } = yield* listening("tcp")
+      const made: Array<BlockDevice> = []
+      const writes = yield* Ref.make(0)
+      const breakAfter = yield* Deferred.make<void>()
+      const destination = yield* memoryDestination(made, (device) =>
+        wrap(device, "counting", {
+          writeAt: (data, offset) =>
+            Effect.tap(device.writeAt(data, offset), () =>
+              Effect.flatMap(
+                Ref.updateAndGet(writes, (n) => n + 1),
+                (n) => n === 50 ? Deferred.succeed(breakAfter, undefined) : Effect.void
+              ))
+        }))
+      const served = yield* Effect.forkChild(source.serve(next, { resumeTimeout: "10 seconds" }))
+      const first = yield* Transport.dial(listener.address)
+      const receiving = yield* Effect.forkChild(destination.receive(yield* PacketConnection.make([first])))
+      yield* Deferred.await(breakAfter)
+      yield* first.write([new Uint8Array(12).fill(0xff)])
+      assert.strictEqual((yield* Fiber.await(receiving))._tag, "Failure")
+      yield* destination.receive(yield* PacketConnection.make([yield* Transport.dial(listener.address)]))
+      const summary = yield* Fiber.join(served)
+      assert.strictEqual(summary.connections, 2)
+      assert.isAtLeast(summary.devices[0]!.blocksSkipped, 1)
+      assert.isTrue(yield* Device.equals(disk, made[0]!))
+    })))
+
   it.live("run dials again after the connection drops and ends identical", () =>
     live(Effect.gen(function*() {
       const disk = yield* randomDevice(4 * MiB, "run")
@@ -228,7 +293,8 @@ describe("MigrationSource / MigrationDestination", () => {
       const destination = yield* memoryDestination(made)
       const stream = yield* Transport.dial(listener.address)
       yield* Effect.forkChild(destination.receive(yield* PacketConnection.make([stream])))
-      yield* Deferred.await(destination.devices)
+      // Gone once the connection is established (the fence acknowledged): before, it would only be refused.
+      while ((yield* source.summary).connections === 0) yield* Effect.sleep("5 millis")
       yield* stream.close
       const error = yield* Effect.flip(Fiber.join(served))
       assert.strictEqual(error._tag, "MigrationError")
