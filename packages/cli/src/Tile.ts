@@ -32,6 +32,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
+import * as Crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -213,20 +214,30 @@ const grid = Command.make(
     }
     if (!(flags.linkRate > 0)) return yield* new BadInput({ message: "--link-rate must be > 0" })
     if (!(flags.latency >= 0)) return yield* new BadInput({ message: "--latency must be >= 0" })
-    const payload = yield* Effect.try({
-      try: () => new Uint8Array(fs.readFileSync(flags.publish)),
+    const { modified, payload } = yield* Effect.try({
+      try: () => ({
+        payload: new Uint8Array(fs.readFileSync(flags.publish)),
+        modified: Math.floor(fs.statSync(flags.publish).mtimeMs / 1000)
+      }),
       catch: (cause) =>
         new BadInput({ message: `--publish: ${cause instanceof Error ? cause.message : String(cause)}` })
     })
-    const key = Result.getOrThrow(CdmKeys.generate("tessera-grid-simulation"))
+    // Everything the release holds comes from the inputs (the key from the seed, the times from the file), so a
+    // seeded run replays exactly: a fresh key or the wall clock would change its compressed size.
+    const key = Result.getOrThrow(
+      CdmKeys.fromSeed(
+        "tessera-grid-simulation",
+        Crypto.createHash("sha256").update(`tessera-grid-${flags.seed}`).digest()
+      )
+    )
     const release = yield* Effect.fromResult(Result.mapError(
       CdmRelease.make({
         key,
         regnum: 0,
         slot,
         label: "grid",
-        time: Math.floor(Date.now() / 1000),
-        files: [{ path: path.resolve(flags.publish), bytes: payload, mtime: Math.floor(Date.now() / 1000) }]
+        time: modified,
+        files: [{ path: path.resolve(flags.publish), bytes: payload, mtime: modified }]
       }),
       (e) => new BadInput({ message: e.message })
     ))

@@ -102,7 +102,60 @@ const publicPem = (key: Crypto.KeyObject, type: KeyType): string =>
  * @since 0.1.0
  * @category constructors
  */
-export const generate = (handle: string, type: KeyType = "rsa"): Result.Result<Key, CdmError.CdmError> => {
+export const generate = (handle: string, type: KeyType = "rsa"): Result.Result<Key, CdmError.CdmError> =>
+  withPair(
+    handle,
+    type,
+    () =>
+      type === "rsa"
+        ? Crypto.generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 }).privateKey
+        : Crypto.generateKeyPairSync("ed25519").privateKey
+  )
+
+// PKCS#8 DER of an Ed25519 private key, up to its 32-byte seed (RFC 8410).
+const ED25519_PKCS8_PREFIX = Uint8Array.from([
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x04,
+  0x22,
+  0x04,
+  0x20
+])
+
+/**
+ * The Ed25519 key pair of a 32-byte seed: the same seed always gives the same key, and Ed25519 signatures are
+ * deterministic, so what it signs is the same bytes every time (a seeded simulation replays exactly).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromSeed = (handle: string, seed: Uint8Array): Result.Result<Key, CdmError.CdmError> =>
+  seed.length === 32
+    ? withPair(handle, "ed25519", () =>
+      Crypto.createPrivateKey({
+        key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]),
+        format: "der",
+        type: "pkcs8"
+      }))
+    : Result.fail(
+      CdmError.make(handle, new CdmError.InvalidKey({ detail: `an Ed25519 seed is 32 bytes, got ${seed.length}` }))
+    )
+
+const withPair = (
+  handle: string,
+  type: KeyType,
+  privateKey: () => Crypto.KeyObject
+): Result.Result<Key, CdmError.CdmError> => {
   if (!isValidHandle(handle)) {
     return Result.fail(
       CdmError.make(
@@ -111,15 +164,14 @@ export const generate = (handle: string, type: KeyType = "rsa"): Result.Result<K
       )
     )
   }
-  const pair = type === "rsa"
-    ? Crypto.generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 })
-    : Crypto.generateKeyPairSync("ed25519")
+  const secret = privateKey()
+  const publicKey = Crypto.createPublicKey(secret)
   return Result.succeed({
     handle: bare(handle),
     type,
-    publicKey: pair.publicKey,
-    privateKey: pair.privateKey,
-    publicText: keyText(handle, publicPem(pair.publicKey, type))
+    publicKey,
+    privateKey: secret,
+    publicText: keyText(handle, publicPem(publicKey, type))
   })
 }
 

@@ -41,6 +41,25 @@ describe("CdmKeys", () => {
   })
 })
 
+describe("CdmKeys.fromSeed", () => {
+  it("the same seed is the same Ed25519 key and the same signatures; a seed must be 32 bytes", () => {
+    const seed = Uint8Array.from({ length: 32 }, (_, i) => i * 7)
+    const a = Result.getOrThrow(CdmKeys.fromSeed("seeded", seed))
+    const b = Result.getOrThrow(CdmKeys.fromSeed("seeded", seed))
+    const other = Result.getOrThrow(CdmKeys.fromSeed("seeded", seed.map((x) => x ^ 1)))
+    assert.strictEqual(a.type, "ed25519")
+    assert.strictEqual(a.publicText, b.publicText)
+    assert.notStrictEqual(a.publicText, other.publicText)
+    const data = new TextEncoder().encode("release bytes")
+    const signature = CdmKeys.sign(a, data)!
+    assert.deepStrictEqual(CdmKeys.sign(b, data), signature)
+    assert.isTrue(CdmKeys.verify(CdmKeys.toPublic(b), data, signature))
+    assert.isFalse(CdmKeys.verify(other, data, signature))
+    assert.isTrue(Result.isFailure(CdmKeys.fromSeed("seeded", seed.subarray(1))))
+    assert.isTrue(Result.isFailure(CdmKeys.fromSeed("", seed)))
+  })
+})
+
 describe("CdmRelease", () => {
   it("builds a cdmss file whose header, checksums and inner MFZ verify (RSA, CDM10)", () => {
     const r = release(rsa, { slot: 0xa1, time: T0, size: 70_000, label: "Physics-a1" })
