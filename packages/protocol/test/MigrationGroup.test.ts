@@ -40,6 +40,22 @@ const memoryDestination = (made: Array<BlockDevice>, wrapDevice?: (device: Block
       })
   })
 
+/** A memory destination whose `written` completes once its devices have taken `writes` block writes in all. */
+const countingDestination = Effect.fnUntraced(function*(made: Array<BlockDevice>, writes: number) {
+  const count = yield* Ref.make(0)
+  const written = yield* Deferred.make<void>()
+  const destination = yield* memoryDestination(made, (device) =>
+    wrap(device, "counting", {
+      writeAt: (data, offset) =>
+        Effect.tap(device.writeAt(data, offset), () =>
+          Effect.flatMap(
+            Ref.updateAndGet(count, (n) => n + 1),
+            (n) => n === writes ? Deferred.succeed(written, undefined) : Effect.void
+          ))
+    }))
+  return { destination, written: Deferred.await(written) }
+})
+
 /**
  * A TCP proxy to `target` that destroys its first connection after `limit` bytes towards the client, and
  * forwards later connections untouched.
@@ -153,22 +169,12 @@ describe("MigrationSource / MigrationDestination", () => {
         })
         const { listener, next } = yield* listening("tcp")
         const made: Array<BlockDevice> = []
-        const writes = yield* Ref.make(0)
-        const breakAfter = yield* Deferred.make<void>()
-        const destination = yield* memoryDestination(made, (device) =>
-          wrap(device, "counting", {
-            writeAt: (data, offset) =>
-              Effect.tap(device.writeAt(data, offset), () =>
-                Effect.flatMap(
-                  Ref.updateAndGet(writes, (n) => n + 1),
-                  (n) => n === 100 ? Deferred.succeed(breakAfter, undefined) : Effect.void
-                ))
-          }))
+        const { destination, written } = yield* countingDestination(made, 100)
         const served = yield* Effect.forkChild(source.serve(next, { resumeTimeout: "10 seconds" }))
 
         const first = yield* Transport.dial(listener.address)
         const receiving = yield* Effect.forkChild(destination.receive(yield* PacketConnection.make([first])))
-        yield* Deferred.await(breakAfter)
+        yield* written
         // The writer keeps going through the outage.
         yield* source.writers[0]!.writeAt(new Uint8Array(bs).fill(9), 0)
         yield* first.close
@@ -229,21 +235,11 @@ describe("MigrationSource / MigrationDestination", () => {
       const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
       const { listener, next } = yield* listening("tcp")
       const made: Array<BlockDevice> = []
-      const writes = yield* Ref.make(0)
-      const breakAfter = yield* Deferred.make<void>()
-      const destination = yield* memoryDestination(made, (device) =>
-        wrap(device, "counting", {
-          writeAt: (data, offset) =>
-            Effect.tap(device.writeAt(data, offset), () =>
-              Effect.flatMap(
-                Ref.updateAndGet(writes, (n) => n + 1),
-                (n) => n === 50 ? Deferred.succeed(breakAfter, undefined) : Effect.void
-              ))
-        }))
+      const { destination, written } = yield* countingDestination(made, 50)
       const served = yield* Effect.forkChild(source.serve(next, { resumeTimeout: "10 seconds" }))
       const first = yield* Transport.dial(listener.address)
       const receiving = yield* Effect.forkChild(destination.receive(yield* PacketConnection.make([first])))
-      yield* Deferred.await(breakAfter)
+      yield* written
       yield* first.write([new Uint8Array(12).fill(0xff)])
       assert.strictEqual((yield* Fiber.await(receiving))._tag, "Failure")
       yield* destination.receive(yield* PacketConnection.make([yield* Transport.dial(listener.address)]))

@@ -37,6 +37,7 @@ import { createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import { pipeline } from "node:stream"
 import * as Zlib from "node:zlib"
+import { ioFailure } from "./internal/fileHandle.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
 import { type BlockDevice, clip } from "./Provider.ts"
 import * as StorageError from "./StorageError.ts"
@@ -96,9 +97,6 @@ interface LogRecord {
   readonly at: number
   readonly packet: SiloPacket.ReadAt | SiloPacket.WriteAt
 }
-
-const ioFailure = (device: string, operation: string) => (cause: unknown): StorageError.StorageError =>
-  StorageError.make(device, new StorageError.IoFailure({ operation, cause }))
 
 const putHeader = (target: Uint8Array, at: bigint, packetLength: number): void => {
   const low = Number(at & 0xffff_ffffn)

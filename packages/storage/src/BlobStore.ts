@@ -60,6 +60,7 @@ import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import * as BlobLog from "./internal/blobLog.ts"
+import { ioFailure } from "./internal/fileHandle.ts"
 import * as KeyIndex from "./internal/keyIndex.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
 import { checkKey, checkList, checkRead, checkWrite, info, keyHex, notFound, place } from "./internal/objectStore.ts"
@@ -67,7 +68,6 @@ import * as SparePool from "./internal/sparePool.ts"
 import {
   close,
   io,
-  ioFailure,
   readFully,
   readFullySync,
   SYNC_BYTES,
@@ -329,6 +329,10 @@ export const make = Effect.fn("BlobStore.make")(
         return { key: key.slice(), record, size, modified }
       })
 
+    // What a synchronous step threw: a store error it raised itself, or a failed file system call.
+    const syncFailure = (operation: string, cause: unknown): StorageError.StorageError =>
+      cause instanceof StorageError.StorageError ? cause : ioFailure(name, operation)(cause)
+
     // Appends a record of at most `SYNC_BYTES` whose data `body` fills, with synchronous calls: the caller holds
     // the writer lock or nobody does. The record is in the file before the caller tells the index of it.
     const appendNow = (
@@ -345,7 +349,7 @@ export const make = Effect.fn("BlobStore.make")(
         BlobLog.sealRecord(log.logId, { key, flags, size, position, modified }, record)
         writeFullySync(log.handle.fd, record, position)
       } catch (cause) {
-        return cause instanceof StorageError.StorageError ? cause : ioFailure(name, "write log", cause)
+        return syncFailure("write log", cause)
       }
       end = position + record.length
       return { key: key.slice(), record: position, size, modified }
@@ -445,7 +449,7 @@ export const make = Effect.fn("BlobStore.make")(
         try {
           readNow(entry, bytes, offset)
         } catch (cause) {
-          return Effect.fail(cause instanceof StorageError.StorageError ? cause : ioFailure(name, "read log", cause))
+          return Effect.fail(syncFailure("read log", cause))
         }
         return Effect.succeed(bytes)
       })

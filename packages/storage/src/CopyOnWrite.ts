@@ -27,6 +27,7 @@ import * as fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Bitfield } from "./Bitfield.ts"
 import * as Blocks from "./Blocks.ts"
+import { ioFailure } from "./internal/fileHandle.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
 import { type BlockDevice, clip } from "./Provider.ts"
 import * as StorageError from "./StorageError.ts"
@@ -58,9 +59,6 @@ export interface CopyOnWrite extends BlockDevice {
    */
   readonly unrequiredBlocks: Effect.Effect<ReadonlyArray<number>>
 }
-
-const ioFailure = (device: string, operation: string) => (cause: unknown): StorageError.StorageError =>
-  StorageError.make(device, new StorageError.IoFailure({ operation, cause }))
 
 const isNotFound = (cause: unknown): boolean =>
   typeof cause === "object" && cause !== null && "code" in cause && cause.code === "ENOENT"

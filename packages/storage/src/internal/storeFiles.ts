@@ -10,7 +10,8 @@ import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
 import * as FsSync from "node:fs"
 import * as Fs from "node:fs/promises"
-import * as StorageError from "../StorageError.ts"
+import type * as StorageError from "../StorageError.ts"
+import { ioFailure } from "./fileHandle.ts"
 
 /** Runs a file system promise, turning a rejection into `IoFailure` for `operation`. */
 export const io = <A>(
@@ -20,7 +21,7 @@ export const io = <A>(
 ): Effect.Effect<A, StorageError.StorageError> =>
   Effect.tryPromise({
     try: evaluate,
-    catch: (cause) => StorageError.make(store, new StorageError.IoFailure({ operation, cause }))
+    catch: ioFailure(store, operation)
   })
 
 const isMissing = (error: unknown): boolean =>
@@ -33,13 +34,9 @@ export const unlessMissing = <A>(promise: Promise<A>): Promise<A | undefined> =>
 /** Transfers up to this size are made with synchronous calls. */
 export const SYNC_BYTES = 64 * 1024
 
-/** The error of a failed file system call. */
-export const ioFailure = (store: string, operation: string, cause: unknown): StorageError.StorageError =>
-  StorageError.make(store, new StorageError.IoFailure({ operation, cause }))
-
 /** Runs a synchronous file system call, turning a throw into `IoFailure` for `operation`. */
 const ioSync = <A>(store: string, operation: string, evaluate: () => A): Effect.Effect<A, StorageError.StorageError> =>
-  Effect.try({ try: evaluate, catch: (cause) => ioFailure(store, operation, cause) })
+  Effect.try({ try: evaluate, catch: ioFailure(store, operation) })
 
 /** Reads into all of `buffer` from `position` with synchronous calls (throwing); fewer bytes only at the end. */
 export const readFullySync = (fd: number, buffer: Uint8Array, position: number): number => {
