@@ -6,8 +6,9 @@
  * This process is the client and does the timing; forked children serve: a raw `node:net` server (a request is
  * a 9-byte header `op u8 | length u64le`, then `length` bytes for a put; the reply is 1 byte for a put and
  * `length` bytes for a get), and one `DnetNode` per backend. Every operation waits for its reply before the next
- * starts (one request in flight), on both sides. Each round runs every case; figures are medians over the
- * rounds, ratios the medians of per-round ratios to the raw case of the same size and direction.
+ * starts (one request in flight), on both sides. In each round the cases of one size and direction take turns
+ * (250 small operations or one big one at a time), so they see the machine in the same state; figures are
+ * medians over the rounds, ratios the medians of per-round ratios to the raw case of the same size and direction.
  *
  * `node benchmark/dnet.ts [--json]`; knobs `BENCH_ROUNDS` (3), `BENCH_SMALL_OPS` (5000), `BENCH_BIG_OPS` (3),
  * `BENCH_BIG_BYTES` (64 MiB), `BENCH_CASES` (e.g. `raw,memory`: only those targets), `BENCH_EXEC_ARGV` (Node flags for
@@ -35,6 +36,8 @@ const BIG = Number(process.env.BENCH_BIG_BYTES ?? 64 * MiB)
 const GET_INTO = process.env.BENCH_GET_INTO !== "0"
 const PUT = 1
 const GET = 2
+/** Small operations a case runs before the next case of its group takes its turn. */
+const SMALL_TURN = 250
 
 // -----------------------------------------------------------------------------------------------------------
 // servers (children)
@@ -239,19 +242,7 @@ const main = async () => {
   const bigKey = DnetRing.idOf("bench-64MiB")
 
   const servers = { raw, memory, blob }
-  /** Runs a case: its seconds, and the CPU µs per operation of this process (client) and of the server. */
-  const once = async (c: Case): Promise<{ seconds: number; clientCpu: number; serverCpu: number }> => {
-    const server = c.target === "file" ? undefined : servers[c.target]
-    const serverBefore = (await server?.cpu()) ?? 0
-    const clientBefore = process.cpuUsage()
-    const started = performance.now()
-    await operations(c)
-    const seconds = (performance.now() - started) / 1000
-    const client = process.cpuUsage(clientBefore)
-    const serverCpu = ((await server?.cpu()) ?? 0) - serverBefore
-    return { seconds, clientCpu: (client.user + client.system) / c.ops, serverCpu: serverCpu / c.ops }
-  }
-
+  const serverOf = (c: Case) => (c.target === "file" ? undefined : servers[c.target])
   const operations = async (c: Case): Promise<void> => {
     const data = c.size === KiB ? small : big
     if (c.target === "file") {
@@ -308,17 +299,41 @@ const main = async () => {
     cases.map((c) => [c, { client: [], server: [] }])
   )
   const ratios = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
-  // Warm up (and make the objects the gets read).
-  for (const c of cases) await once({ ...c, ops: c.op === "put" ? 1 : Math.min(c.ops, 100) })
+  // Cases compared with each other: the same size and direction.
+  const groups = [...Map.groupBy(cases, (c) => `${c.op}${c.size}`).values()]
+  // Warm up every case until its code is optimised, as in a server that has been running (this also makes the
+  // objects the gets read): a few thousand small operations, one big one.
+  for (const c of cases) await operations({ ...c, ops: c.size === KiB ? Math.min(c.ops, 3000) : 1 })
   for (let round = 0; round < ROUNDS; round++) {
-    const base = new Map<string, number>()
-    for (const c of cases) {
-      const { clientCpu, seconds: s, serverCpu } = await once(c)
-      seconds.get(c)!.push(s)
-      cpu.get(c)!.client.push(clientCpu)
-      cpu.get(c)!.server.push(serverCpu)
-      if (c.target === "raw") base.set(`${c.op}${c.size}`, s)
-      else ratios.get(c)!.push(base.get(`${c.op}${c.size}`)! / s)
+    for (const group of groups) {
+      // The cases of a group take turns of a few operations each, so they all see the machine in the same state:
+      // its speed swings by 2-3x within seconds, which would otherwise land on one case and not another.
+      const turn = group[0]!.size === KiB ? SMALL_TURN : 1
+      const spent = new Map<Case, { seconds: number; clientCpu: number }>(
+        group.map((c) => [c, { seconds: 0, clientCpu: 0 }])
+      )
+      const serverBefore = await Promise.all(group.map(async (c) => (await serverOf(c)?.cpu()) ?? 0))
+      for (let done = 0; done < group[0]!.ops; done += turn) {
+        for (const c of group) {
+          const ops = Math.min(turn, c.ops - done)
+          const clientBefore = process.cpuUsage()
+          const started = performance.now()
+          await operations({ ...c, ops })
+          const total = spent.get(c)!
+          total.seconds += (performance.now() - started) / 1000
+          const client = process.cpuUsage(clientBefore)
+          total.clientCpu += client.user + client.system
+        }
+      }
+      const serverAfter = await Promise.all(group.map(async (c) => (await serverOf(c)?.cpu()) ?? 0))
+      const base = spent.get(group.find((c) => c.target === "raw")!)!.seconds
+      group.forEach((c, i) => {
+        const total = spent.get(c)!
+        seconds.get(c)!.push(total.seconds)
+        cpu.get(c)!.client.push(total.clientCpu / c.ops)
+        cpu.get(c)!.server.push((serverAfter[i]! - serverBefore[i]!) / c.ops)
+        if (c.target !== "raw") ratios.get(c)!.push(base / total.seconds)
+      })
     }
   }
 
