@@ -528,8 +528,11 @@ describe("DnetNode", () => {
       const c = yield* raw(node.address)
       const announce = concat(AddrAttr.encode(addrAttrOf(joiner.node.address)!), keyOf(0x40))
       yield* c.send(request(Command.JOIN, { data: announce, flags: CmdFlags.DIRECT | CmdFlags.NOLOCK }))
-      // JOIN without NEED_ACK has no reply: wait on a later request of the same connection.
-      yield* c.exchange(request(Command.STAT_COUNT))
+      // JOIN without NEED_ACK has no reply, and the node routes to the joiner only once it has connected back to
+      // it, while it goes on serving the connection's later requests: wait for the route.
+      yield* Effect.gen(function*() {
+        while (node.routes().length !== 2) yield* Effect.sleep(5)
+      }).pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(DnetRing.owner(node.ring(), GROUP, keyOf(0x41)), joiner.node.address)
       assert.strictEqual(DnetRing.owner(node.ring(), GROUP, keyOf(0x81)), node.address)
       // An address nobody listens on is refused (-ENXIO) and not routed to.
