@@ -300,7 +300,12 @@ const main = async () => {
   )
   const ratios = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
   // Cases compared with each other: the same size and direction.
-  const groups = [...Map.groupBy(cases, (c) => `${c.op}${c.size}`).values()]
+  const groups: Array<Array<Case>> = []
+  for (const c of cases) {
+    const same = groups.find((group) => group[0]!.op === c.op && group[0]!.size === c.size)
+    if (same === undefined) groups.push([c])
+    else same.push(c)
+  }
   // Warm up every case until its code is optimised, as in a server that has been running (this also makes the
   // objects the gets read): a few thousand small operations, one big one.
   for (const c of cases) await operations({ ...c, ops: c.size === KiB ? Math.min(c.ops, 3000) : 1 })

@@ -62,7 +62,7 @@ import {
   Stat
 } from "@tessera/codec/DnetStructs"
 import type * as ObjectStore from "@tessera/storage/ObjectStore"
-import type * as StorageError from "@tessera/storage/StorageError"
+import * as StorageError from "@tessera/storage/StorageError"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -274,7 +274,7 @@ const nameOf = (key: Uint8Array): string => Buffer.from(key.buffer, key.byteOffs
 
 /** A reply to `request` with one attribute. */
 const replyPacket = (
-  request: Request,
+  request: Parameters<typeof replyHeader>[0],
   cmd: number,
   attrFlags: number,
   data: Uint8Array,
@@ -311,6 +311,8 @@ const FLUSH_BYTES = 256 * 1024
 const LEND_FROM = 1024 * 1024
 /** Replies of a request up to this size leave as one array. */
 const JOIN_BELOW = 16 * 1024
+/** WRITE flags that make a write more than "these bytes at this offset" (see `writeObject`). */
+const SPECIAL_WRITE = IoFlags.PREPARE | IoFlags.APPEND | IoFlags.PLAIN_WRITE | IoFlags.OVERWRITE | IoFlags.COMMIT
 
 /** One NOTIFY subscription: replies go to its transaction on its connection. */
 interface Subscription {
@@ -597,12 +599,12 @@ export const make = Effect.fn("DnetNode.make")(function*(
         // The file-info reply is the final one (§3.1): NEED_ACK comes back only if the write fails.
         const wantedAck = needsAck(request.flags)
         request.flags &= ~CmdFlags.NEED_ACK
-        const special = IoFlags.PREPARE | IoFlags.APPEND | IoFlags.PLAIN_WRITE | IoFlags.OVERWRITE | IoFlags.COMMIT
         // A big replacing write of a packet of its own goes to a store that keeps objects in memory by handing
         // it the received bytes themselves (they were received into memory it lent, see the pool).
-        const adopt = request.owned && store.spare !== undefined && (io!.flags & special) === 0 && io!.offset === 0
+        const adopt = request.owned && store.spare !== undefined && (io!.flags & SPECIAL_WRITE) === 0 &&
+          io!.offset === 0
         if (adopt) request.adopted = true
-        const change = (io!.flags & special) === 0
+        const change = (io!.flags & SPECIAL_WRITE) === 0
           ? storage(store.write(io!.id, attr.data, adopt ? { offset: 0, adopt } : { offset: io!.offset }))
           : writeObject(io!, attr.data)
         return lockFor(request, io!.id, change).pipe(
@@ -908,6 +910,81 @@ export const make = Effect.fn("DnetNode.make")(function*(
     }
   }
 
+  /**
+   * Writes the replies of a request answered at once, joined into one array when small (see `flush`). `lent`,
+   * data the store lent, is given back when the replies hold a copy of it.
+   */
+  const replyNow = (
+    session: Session,
+    packets: ReadonlyArray<DnetPacket.Packet>,
+    lent?: Uint8Array
+  ): Effect.Effect<void> => {
+    const out: Array<Uint8Array> = []
+    let bytes = 0
+    for (const packet of packets) {
+      for (const part of encodeParts(packet)) {
+        out.push(part)
+        bytes += part.length
+      }
+    }
+    const joined = out.length > 1 && bytes <= JOIN_BELOW
+    // One array holds everything, copied: large data would be a part of its own.
+    if (lent !== undefined && (joined || out.length === 1)) store.release?.(lent)
+    return write(session, joined ? [concat(out)] : out)
+  }
+
+  /**
+   * Answers a request of one plain WRITE or READ attribute at once, inside the read that brought it, when the
+   * store can do it synchronously (`writeNow`, `readNow`) and nothing else is involved (no lock held on the
+   * key, no NOTIFY subscribers, not a big packet a write could adopt): the same replies as `handle` sends, with
+   * none of a handler's fiber and Effect steps, which cost more than the store's work. Returns the write of the
+   * replies, or `undefined` when nothing was done and the request goes the usual way.
+   */
+  const answerNow = (session: Session, packet: DnetPacket.Packet, owned: boolean): Effect.Effect<void> | undefined => {
+    const attrs = packet.attrs
+    if (attrs.length !== 1 || packet.id.groupId !== group) return undefined
+    const attr = attrs[0]!
+    const io = attr.io
+    if (io === undefined || io.type !== 0 || (io.flags & IoFlags.META) !== 0) return undefined
+    const cmd = attr.cmd
+    if (cmd === Command.WRITE) {
+      const writeNow = store.writeNow
+      if (
+        writeNow === undefined || owned || readOnly || subscriptions.size > 0 || io.size !== attr.data.length ||
+        (io.flags & SPECIAL_WRITE) !== 0 || ((packet.flags & CmdFlags.NOLOCK) === 0 && locks.isHeld(nameOf(io.id)))
+      ) return undefined
+      const stored = writeNow(io.id, attr.data, { offset: io.offset })
+      if (stored === undefined) return undefined
+      const failed = stored instanceof StorageError.StorageError
+      countRequest(session, cmd, failed)
+      // The file-info reply is the final one (§3.1); a failure is the ACK, when asked for.
+      if (failed) return needsAck(packet.flags) ? replyNow(session, [ackOf(packet, statusOf(stored))]) : Effect.void
+      const request = { id: packet.id, flags: packet.flags & ~CmdFlags.NEED_ACK, trans: packet.trans }
+      const payload = storedPayload(selfAddrAttr, stored)
+      return replyNow(session, [replyPacket(request, cmd, attr.flags | AttrFlags.NOCSUM, payload, false)])
+    }
+    if (cmd !== Command.READ || store.readNow === undefined) return undefined
+    const bytes = store.readNow(io.id, io.offset, io.size)
+    if (bytes === undefined) return undefined
+    if (bytes instanceof StorageError.StorageError) {
+      countRequest(session, cmd, true)
+      return needsAck(packet.flags) ? replyNow(session, [ackOf(packet, statusOf(bytes))]) : Effect.void
+    }
+    // Big data is lent and given back once written, or split: the usual way does that.
+    if (bytes.length >= LEND_FROM || bytes.length > maxReplyData) {
+      store.release?.(bytes)
+      return undefined
+    }
+    countRequest(session, cmd, false)
+    const replies: Array<DnetPacket.Packet> = []
+    if (bytes.length > 0 && (io.flags & IoFlags.SKIP_SENDING) === 0) {
+      const id: Id = { id: io.id, groupId: packet.id.groupId, type: packet.id.type }
+      replies.push(replyPacket(packet, cmd, attr.flags, bytes, false, { ...io, size: bytes.length }, id))
+    }
+    if (needsAck(packet.flags)) replies.push(ackOf(packet, 0))
+    return replyNow(session, replies, bytes)
+  }
+
   const countRequest = (session: Session, cmd: number, failed: boolean) => {
     const slot = (session.joined === undefined ? COMMAND_MAX : 0) + (cmd < COMMAND_MAX ? cmd : Command.UNKNOWN)
     const counter = counters[slot]!
@@ -1015,6 +1092,11 @@ export const make = Effect.fn("DnetNode.make")(function*(
         if (DnetPacket.isReply(packet)) { // replies to nothing this node asked: dropped
           item.release()
           return undefined
+        }
+        const now = answerNow(session, packet, item.owned)
+        if (now !== undefined) {
+          item.release()
+          return now
         }
         const cost = item.size
         const ready = room(cost)

@@ -11,7 +11,8 @@ import {
 import * as DnetPacket from "@tessera/codec/DnetPacket"
 import { AddrAttr, Auth, FileInfo, type Id, NodeStatus, Stat } from "@tessera/codec/DnetStructs"
 import type { ObjectStore } from "@tessera/storage"
-import { Effect, Result, type Scope } from "effect"
+import * as MemoryStore from "@tessera/storage/MemoryStore"
+import { Clock, Effect, Result, type Scope } from "effect"
 import * as fc from "fast-check"
 import { DnetNode, DnetRing, Transport } from "../src/index.ts"
 import { addrAttrOf, encodeParts } from "../src/internal/dnetWire.ts"
@@ -545,6 +546,63 @@ describe("DnetNode", () => {
       yield* Effect.gen(function*() {
         while (node.routes().length !== 1) yield* Effect.sleep(10)
       }).pipe(Effect.timeout("5 seconds"))
+    }))
+
+  test("requests answered at once (writeNow, readNow) get the same bytes as those a handler answers", () =>
+    Effect.gen(function*() {
+      // A store whose synchronous forms can be hidden, with a clock that stands still so file infos match.
+      const real = yield* Clock.Clock
+      const stopped: Clock.Clock = {
+        currentTimeMillisUnsafe: () => 1_700_000_000_123,
+        currentTimeMillis: Effect.succeed(1_700_000_000_123),
+        currentTimeNanosUnsafe: () => 1_700_000_000_123_000_000n,
+        currentTimeNanos: Effect.succeed(1_700_000_000_123_000_000n),
+        monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+        monotonicTimeNanos: real.monotonicTimeNanos,
+        sleep: (duration) => real.sleep(duration)
+      }
+      const memory = yield* MemoryStore.make().pipe(Effect.provideService(Clock.Clock, stopped))
+      let synchronous = true
+      const store: ObjectStore.Store = {
+        ...memory,
+        get writeNow() {
+          return synchronous ? memory.writeNow : undefined
+        },
+        get readNow() {
+          return synchronous ? memory.readNow : undefined
+        }
+      }
+      const node = yield* DnetNode.make({ store, listen: "tcp://127.0.0.1:0", group: GROUP, ids: IDS })
+      const c = yield* raw(node.address)
+      const [k1, k2, k3] = [keyOf(0x11), keyOf(0x12), keyOf(0x13)]
+      const requests = [
+        writeRequest(k1, bytesOf("hello world")),
+        writeRequest(k1, bytesOf("J"), { offset: 4 }),
+        writeRequest(k2, bytesOf("no ack"), {}, 0),
+        writeRequest(k2, bytesOf("no lock"), {}, CmdFlags.NEED_ACK | CmdFlags.NOLOCK),
+        writeRequest(k3, bytesOf("far"), { offset: Number.MAX_SAFE_INTEGER }),
+        readRequest(k1),
+        readRequest(k1, { offset: 2, size: 3 }),
+        readRequest(k1, {}, 0),
+        readRequest(k1, { flags: IoFlags.SKIP_SENDING }),
+        readRequest(k1, { offset: 100 }),
+        readRequest(k3),
+        request(Command.READ, { key: k1, group: GROUP + 1, io: io(k1) })
+      ]
+      const answers = Effect.forEach(
+        requests,
+        (packet) => Effect.map(c.exchange(packet), (rs) => rs.map((r) => hex(r.bytes)))
+      )
+      const atOnce = yield* answers
+      for (const key of [k1, k2]) yield* Effect.orDie(memory.remove(key))
+      synchronous = false
+      const byHandler = yield* answers
+      assert.deepStrictEqual(atOnce, byHandler)
+      // And they are the replies §3 asks for: the write's file info is final, the read's ACK follows its data.
+      assert.strictEqual(atOnce[0]!.length, 1)
+      assert.strictEqual(textOf(yield* Effect.orDie(memory.read(k1))), "hellJ world")
+      assert.strictEqual(atOnce[5]!.length, 2)
+      assert.strictEqual(atOnce[10]!.length, 1)
     }))
 
   test("an auth cookie guards JOIN and STATUS changes", () =>

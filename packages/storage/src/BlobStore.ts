@@ -63,7 +63,17 @@ import * as BlobLog from "./internal/blobLog.ts"
 import { ioFailure } from "./internal/fileHandle.ts"
 import * as KeyIndex from "./internal/keyIndex.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
-import { checkKey, checkList, checkRead, checkWrite, info, keyHex, notFound, place } from "./internal/objectStore.ts"
+import {
+  checkKey,
+  checkList,
+  fromOutcome,
+  info,
+  keyHex,
+  notFound,
+  place,
+  readProblem,
+  writeProblem
+} from "./internal/objectStore.ts"
 import * as SparePool from "./internal/sparePool.ts"
 import {
   close,
@@ -263,6 +273,7 @@ export const make = Effect.fn("BlobStore.make")(
   function*(config: Options): Effect.fn.Return<BlobStore, StorageError.StorageError, Scope.Scope> {
     const dir = Path.resolve(config.dir)
     const name = `blob:${dir}`
+    const clock = yield* Clock.Clock
     const logPath = Path.join(dir, LOG_NAME)
 
     let log: Log = { ...(yield* openLog(name, dir)), readers: 0, drained: undefined }
@@ -322,7 +333,7 @@ export const make = Effect.fn("BlobStore.make")(
     // Appends a record at the end of the log; the caller holds the writer lock.
     const append = (key: Uint8Array, flags: number, size: number, data: Uint8Array | BlobLog.Fill) =>
       Effect.gen(function*() {
-        const modified = yield* Clock.currentTimeMillis
+        const modified = clock.currentTimeMillisUnsafe()
         const record = end
         yield* BlobLog.writeRecord(name, log.handle, log.logId, { key, flags, size, position: record, modified }, data)
         end = record + BlobLog.RECORD_HEADER_SIZE + size
@@ -356,7 +367,7 @@ export const make = Effect.fn("BlobStore.make")(
     }
 
     // Reads all `length` bytes of `entry`'s data from `start` into `target` synchronously (throwing).
-    const readNow = (entry: Entry, target: Uint8Array, start: number) => {
+    const readStored = (entry: Entry, target: Uint8Array, start: number) => {
       if (readFullySync(log.handle.fd, target, dataOf(entry) + start) !== target.length) {
         throw corrupt(name, `log ends inside the record at ${entry.record}`)
       }
@@ -397,16 +408,19 @@ export const make = Effect.fn("BlobStore.make")(
     const writeNow = (
       key: Uint8Array,
       data: Uint8Array,
-      options: WriteOptions | undefined,
-      modified: number
+      options?: WriteOptions
     ): ObjectInfo | StorageError.StorageError | undefined => {
+      const problem = writeProblem(name, key, data, options)
+      if (problem !== undefined) return problem
+      if (lifecycle.isClosed()) return closed
       if (appending) return undefined
+      const modified = clock.currentTimeMillisUnsafe()
       const previous = index.get(key)
       const { at, keep, size } = place(previous?.size ?? 0, data.length, options)
       if (BlobLog.RECORD_HEADER_SIZE + size > SYNC_BYTES) return undefined
       const entry = appendNow(key, 0, size, modified, (target) => {
         // A kept object's size never shrinks, so its old bytes all fit; the new ones go over them.
-        if (keep && previous !== undefined) readNow(previous, target.subarray(0, previous.size), 0)
+        if (keep && previous !== undefined) readStored(previous, target.subarray(0, previous.size), 0)
         target.set(data, at)
       })
       if (entry instanceof StorageError.StorageError) return entry
@@ -416,13 +430,10 @@ export const make = Effect.fn("BlobStore.make")(
     }
 
     const write = (key: Uint8Array, data: Uint8Array, options?: WriteOptions) =>
-      Effect.flatMap(checkWrite(name, key, data, options), () =>
-        Effect.flatMap(Clock.currentTimeMillis, (modified) => {
-          if (lifecycle.isClosed()) return Effect.fail(closed)
-          const outcome = writeNow(key, data, options, modified)
-          if (outcome === undefined) return lifecycle.guard(writeQueued(key, data, options))
-          return outcome instanceof StorageError.StorageError ? Effect.fail(outcome) : Effect.succeed(outcome)
-        }))
+      Effect.suspend(() => {
+        const outcome = writeNow(key, data, options)
+        return outcome === undefined ? lifecycle.guard(writeQueued(key, data, options)) : fromOutcome(outcome)
+      })
 
     // A read of more than `SYNC_BYTES` waits for the thread pool, keeping the log it reads open meanwhile.
     const readQueued = (key: Uint8Array, offset: number, size: number) =>
@@ -438,20 +449,28 @@ export const make = Effect.fn("BlobStore.make")(
         })
       )
 
+    // A read of at most `SYNC_BYTES` is one synchronous call.
+    const readNow = (key: Uint8Array, offset = 0, size = 0): Uint8Array | StorageError.StorageError | undefined => {
+      const problem = readProblem(name, key, offset, size)
+      if (problem !== undefined) return problem
+      if (lifecycle.isClosed()) return closed
+      const entry = index.get(key)
+      if (!entry) return notFound(name, key)
+      const length = readLength(entry.size, offset, size)
+      if (length > SYNC_BYTES) return undefined
+      const bytes = new Uint8Array(length)
+      try {
+        readStored(entry, bytes, offset)
+      } catch (cause) {
+        return syncFailure("read log", cause)
+      }
+      return bytes
+    }
+
     const read = (key: Uint8Array, offset = 0, size = 0) =>
-      Effect.flatMap(checkRead(name, key, offset, size), () => {
-        if (lifecycle.isClosed()) return Effect.fail(closed)
-        const entry = index.get(key)
-        if (!entry) return Effect.fail(notFound(name, key))
-        const length = readLength(entry.size, offset, size)
-        if (length > SYNC_BYTES) return lifecycle.guard(readQueued(key, offset, size))
-        const bytes = new Uint8Array(length)
-        try {
-          readNow(entry, bytes, offset)
-        } catch (cause) {
-          return Effect.fail(syncFailure("read log", cause))
-        }
-        return Effect.succeed(bytes)
+      Effect.suspend(() => {
+        const outcome = readNow(key, offset, size)
+        return outcome === undefined ? lifecycle.guard(readQueued(key, offset, size)) : fromOutcome(outcome)
       })
 
     // Memory of a big read, given back, serves the next one.
@@ -470,13 +489,12 @@ export const make = Effect.fn("BlobStore.make")(
         liveBytes -= previous.size
         return Effect.succeed(true)
       }
-      return Effect.flatMap(checkKey(name, key), () =>
-        Effect.flatMap(Clock.currentTimeMillis, (modified) => {
-          if (lifecycle.isClosed()) return Effect.fail(closed)
-          return appending
-            ? lifecycle.guard(exclusively(Effect.flatMap(Clock.currentTimeMillis, tombstone)))
-            : tombstone(modified)
-        }))
+      return Effect.flatMap(checkKey(name, key), () => {
+        if (lifecycle.isClosed()) return Effect.fail(closed)
+        return appending
+          ? lifecycle.guard(exclusively(Effect.suspend(() => tombstone(clock.currentTimeMillisUnsafe()))))
+          : tombstone(clock.currentTimeMillisUnsafe())
+      })
     }
 
     const stat = (key: Uint8Array) =>
@@ -561,6 +579,8 @@ export const make = Effect.fn("BlobStore.make")(
       name,
       write,
       read,
+      writeNow,
+      readNow,
       remove,
       release,
       stat: (key) => lifecycle.guard(stat(key)),

@@ -23,9 +23,25 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as KeyIndex from "./internal/keyIndex.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
-import { checkKey, checkList, checkRead, checkWrite, info, notFound, place } from "./internal/objectStore.ts"
+import {
+  checkKey,
+  checkList,
+  fromOutcome,
+  info,
+  notFound,
+  place,
+  readProblem,
+  writeProblem
+} from "./internal/objectStore.ts"
 import * as SparePool from "./internal/sparePool.ts"
-import { type ListOptions, ObjectStore, readLength, type Store, type WriteOptions } from "./ObjectStore.ts"
+import {
+  type ListOptions,
+  type ObjectInfo,
+  ObjectStore,
+  readLength,
+  type Store,
+  type WriteOptions
+} from "./ObjectStore.ts"
 import * as StorageError from "./StorageError.ts"
 
 interface Entry {
@@ -55,6 +71,7 @@ const fits = (capacity: number, size: number): boolean =>
  */
 export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.Scope> =>
   Effect.gen(function*() {
+    const clock = yield* Clock.Clock
     let index = KeyIndex.make<Entry>()
     let bytes = 0
     // Memory of replaced adopted objects, for `spare`.
@@ -67,7 +84,8 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
         spares.clear()
       })
     )
-    const closed = Effect.fail(StorageError.make(name, new StorageError.Closed()))
+    const closedError = StorageError.make(name, new StorageError.Closed())
+    const closed = Effect.fail(closedError)
 
     /**
      * Runs a synchronous operation unless the store is closed. Operations are untraced: each is a few
@@ -77,11 +95,7 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
       checked: Effect.Effect<void, StorageError.StorageError>,
       operation: () => A | StorageError.StorageError
     ): Effect.Effect<A, StorageError.StorageError> =>
-      Effect.flatMap(checked, () => {
-        if (lifecycle.isClosed()) return closed
-        const outcome = operation()
-        return outcome instanceof StorageError.StorageError ? Effect.fail(outcome) : Effect.succeed(outcome)
-      })
+      Effect.flatMap(checked, () => (lifecycle.isClosed() ? closed : fromOutcome(operation())))
 
     // Allocation is where a write past the memory limit fails; that is the caller's range, not a defect.
     const allocate = (size: number, offset: number, length: number): Uint8Array | StorageError.StorageError => {
@@ -112,54 +126,63 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
     }
     const spare = spares.take
 
-    const write = (key: Uint8Array, data: Uint8Array, options?: WriteOptions) =>
-      Effect.flatMap(Clock.currentTimeMillis, (modified) =>
-        run(checkWrite(name, key, data, options), () => {
-          const entry = index.get(key)
-          const placement = place(entry?.size ?? 0, data.length, options)
-          if (options?.adopt === true && !placement.keep) {
-            if (entry === undefined) {
-              index.set(key, { key: key.slice(), bytes: data, size: 0, modified, adopted: true })
-            } else {
-              recycle(entry)
-              entry.bytes = data
-              entry.adopted = true
-            }
-          } else if (entry !== undefined && !shared(entry) && fits(entry.bytes.length, placement.size)) {
-            entry.bytes.set(data, placement.at)
-            // A replacing write leaves zeros after the new end, as the invariant wants.
-            if (!placement.keep && entry.size > data.length) entry.bytes.fill(0, data.length, entry.size)
-          } else {
-            const capacity = placement.keep
-              ? Math.max(placement.size, Math.min(2 * (entry?.bytes.length ?? 0), placement.size + MAX_SLACK))
-              : placement.size
-            const fresh = allocate(capacity, placement.at, data.length)
-            if (fresh instanceof StorageError.StorageError) return fresh
-            if (entry !== undefined && placement.keep) fresh.set(entry.bytes.subarray(0, entry.size))
-            fresh.set(data, placement.at)
-            if (entry !== undefined) {
-              recycle(entry)
-              entry.bytes = fresh
-              entry.adopted = false
-            } else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified, adopted: false })
-          }
-          const target = index.get(key)!
-          bytes += placement.size - target.size
-          target.size = placement.size
-          target.modified = modified
-          return info(key, target.size, modified)
-        }))
+    // Writes and reads are synchronous: `writeNow` and `readNow` are them, and the Effect forms run them.
+    const writeNow = (
+      key: Uint8Array,
+      data: Uint8Array,
+      options?: WriteOptions
+    ): ObjectInfo | StorageError.StorageError => {
+      const problem = writeProblem(name, key, data, options)
+      if (problem !== undefined) return problem
+      if (lifecycle.isClosed()) return closedError
+      const modified = clock.currentTimeMillisUnsafe()
+      const entry = index.get(key)
+      const placement = place(entry?.size ?? 0, data.length, options)
+      if (options?.adopt === true && !placement.keep) {
+        if (entry === undefined) {
+          index.set(key, { key: key.slice(), bytes: data, size: 0, modified, adopted: true })
+        } else {
+          recycle(entry)
+          entry.bytes = data
+          entry.adopted = true
+        }
+      } else if (entry !== undefined && !shared(entry) && fits(entry.bytes.length, placement.size)) {
+        entry.bytes.set(data, placement.at)
+        // A replacing write leaves zeros after the new end, as the invariant wants.
+        if (!placement.keep && entry.size > data.length) entry.bytes.fill(0, data.length, entry.size)
+      } else {
+        const capacity = placement.keep
+          ? Math.max(placement.size, Math.min(2 * (entry?.bytes.length ?? 0), placement.size + MAX_SLACK))
+          : placement.size
+        const fresh = allocate(capacity, placement.at, data.length)
+        if (fresh instanceof StorageError.StorageError) return fresh
+        if (entry !== undefined && placement.keep) fresh.set(entry.bytes.subarray(0, entry.size))
+        fresh.set(data, placement.at)
+        if (entry !== undefined) {
+          recycle(entry)
+          entry.bytes = fresh
+          entry.adopted = false
+        } else index.set(key, { key: key.slice(), bytes: fresh, size: 0, modified, adopted: false })
+      }
+      const target = index.get(key)!
+      bytes += placement.size - target.size
+      target.size = placement.size
+      target.modified = modified
+      return info(key, target.size, modified)
+    }
 
-    const read = (key: Uint8Array, offset = 0, size = 0) =>
-      run(checkRead(name, key, offset, size), () => {
-        const entry = index.get(key)
-        if (entry === undefined) return notFound(name, key)
-        const length = readLength(entry.size, offset, size)
-        if (length === 0) return EMPTY
-        const memory = entry.bytes.buffer
-        views.set(memory, (views.get(memory) ?? 0) + 1)
-        return entry.bytes.subarray(offset, offset + length)
-      })
+    const readNow = (key: Uint8Array, offset = 0, size = 0): Uint8Array | StorageError.StorageError => {
+      const problem = readProblem(name, key, offset, size)
+      if (problem !== undefined) return problem
+      if (lifecycle.isClosed()) return closedError
+      const entry = index.get(key)
+      if (entry === undefined) return notFound(name, key)
+      const length = readLength(entry.size, offset, size)
+      if (length === 0) return EMPTY
+      const memory = entry.bytes.buffer
+      views.set(memory, (views.get(memory) ?? 0) + 1)
+      return entry.bytes.subarray(offset, offset + length)
+    }
 
     const remove = (key: Uint8Array) =>
       run(checkKey(name, key), () => {
@@ -182,14 +205,16 @@ export const make = (name = "memory-store"): Effect.Effect<Store, never, Scope.S
 
     return {
       name,
-      write,
-      read,
+      write: (key, data, options) =>
+        Effect.suspend(() => fromOutcome(writeNow(key, data, options))),
+      read: (key, offset, size) => Effect.suspend(() => fromOutcome(readNow(key, offset, size))),
+      writeNow,
+      readNow,
       remove,
       stat,
       list,
       stats: run(Effect.void, () => ({ objects: index.size(), bytes })),
-      flush: run(Effect.void, () =>
-        undefined),
+      flush: run(Effect.void, () => undefined),
       spare: (size) => (lifecycle.isClosed() ? undefined : spare(size)),
       release
     }

@@ -125,6 +125,24 @@ export interface Store {
    * its memory from being reused); only stores that hand out views have it.
    */
   readonly release?: ((bytes: Uint8Array) => void) | undefined
+  /**
+   * `write` done at once, by a store that can finish small writes synchronously (in memory, or into the page
+   * cache): the written object's info, the error `write` would fail with, or `undefined` when this write cannot
+   * be done now (too big, or other work on the store in the way), in which case nothing was done and the caller
+   * uses `write`. Lets a server answer a request inside the read that brought it, with no fiber or
+   * Effect steps per request. Times come from the `Clock` the store was made with.
+   */
+  readonly writeNow?:
+    | ((
+      key: Uint8Array,
+      data: Uint8Array,
+      options?: WriteOptions
+    ) => ObjectInfo | StorageError.StorageError | undefined)
+    | undefined
+  /** `read` done at once, as `writeNow` is `write`; the bytes are as `read` gives them (see `release`). */
+  readonly readNow?:
+    | ((key: Uint8Array, offset?: number, size?: number) => Uint8Array | StorageError.StorageError | undefined)
+    | undefined
 }
 
 /**

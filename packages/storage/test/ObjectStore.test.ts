@@ -64,6 +64,9 @@ const openScoped = <A, E>(open: Effect.Effect<A, E, Scope.Scope>) =>
 const reasonOf = <A>(effect: Effect.Effect<A, StorageError.StorageError>) =>
   Effect.map(Effect.flip(effect), (error) => error.reason._tag)
 
+/** The reason of a returned (not raised) store error. */
+const reason = (outcome: unknown) => (outcome as StorageError.StorageError).reason._tag
+
 /** The model's write rule, restated independently of the stores: replace at 0, append, or patch and extend. */
 const applyWrite = (old: Uint8Array | undefined, data: Uint8Array, offset: number, append: boolean) => {
   const before = old ?? new Uint8Array(0)
@@ -298,6 +301,36 @@ describe.each(backends)("$name", (backend) => {
       yield* close
       assert.strictEqual(yield* reasonOf(store.read(key(9))), "Closed")
       assert.strictEqual(yield* reasonOf(store.write(key(9), text("y"))), "Closed")
+    }))
+
+  it.effect("writeNow and readNow, where a store has them, do what write and read do, or nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { close, store } = yield* openScoped(backend.open(dir))
+      const { readNow, writeNow } = store
+      if (writeNow === undefined || readNow === undefined) return yield* close
+      const done = writeNow(key(13), text("55555"))
+      assert.isFalse(done === undefined || done instanceof Error)
+      assert.deepStrictEqual(writeNow(key(13), text("43210"), { offset: 1 }), yield* store.stat(key(13)))
+      assert.strictEqual(str(yield* store.read(key(13))), "543210")
+      assert.strictEqual(str(readNow(key(13), 1, 3) as Uint8Array), "432")
+      // The errors are those of write and read, returned rather than raised.
+      assert.strictEqual(reason(readNow(key(14))), "NotFound")
+      assert.strictEqual(reason(writeNow(new Uint8Array(3), text("x"))), "Unsupported")
+      assert.strictEqual(reason(readNow(key(13), -1)), "OutOfRange")
+      // What cannot be done at once (a big object in a disk store) is left undone for write and read.
+      const big = bytesOf(random(14), 3 * 1024 * 1024)
+      const bigWrite = writeNow(key(15), big)
+      if (bigWrite === undefined) {
+        assert.strictEqual(yield* reasonOf(store.stat(key(15))), "NotFound")
+        yield* store.write(key(15), big)
+      }
+      const bigRead = readNow(key(15))
+      assert.notInstanceOf(bigRead, Error)
+      assert.strictEqual(sha256((bigRead as Uint8Array | undefined) ?? (yield* store.read(key(15)))), sha256(big))
+      yield* close
+      assert.strictEqual(reason(readNow(key(13))), "Closed")
+      assert.strictEqual(reason(writeNow(key(13), text("y"))), "Closed")
     }))
 
   // Registered for the disk backends only: a memory store starts empty by design.

@@ -8,6 +8,8 @@ import * as Effect from "effect/Effect"
 
 export interface KeyedLocks {
   readonly with: <A, E, R>(key: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Whether someone holds `key`'s lock now: a change done synchronously while nobody does needs no lock. */
+  readonly isHeld: (key: string) => boolean
 }
 
 /** A waiter: called when the lock is handed to it. */
@@ -23,6 +25,7 @@ export const make = (): KeyedLocks => {
       else next()
     })
   return {
+    isHeld: (key) => held.has(key),
     with: (key, effect) =>
       Effect.uninterruptibleMask((restore) => {
         const waiters = held.get(key)

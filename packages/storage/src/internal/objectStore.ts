@@ -20,38 +20,68 @@ export const keyFromHex = (hex: string): Uint8Array => Result.getOrThrow(Hex.dec
 
 const isCount = (n: number): boolean => Number.isSafeInteger(n) && n >= 0
 
-/** Fails unless `key` is a full elliptics id. */
-export const checkKey = (store: string, key: Uint8Array): Effect.Effect<void, StorageError.StorageError> =>
-  key.length === KEY_SIZE ? Effect.void : Effect.fail(StorageError.make(
+/** Why `key` is not a full elliptics id, if it is not. */
+export const keyProblem = (store: string, key: Uint8Array): StorageError.StorageError | undefined =>
+  key.length === KEY_SIZE ? undefined : StorageError.make(
     store,
     new StorageError.Unsupported({ detail: `object keys are ${KEY_SIZE} bytes, got ${key.length}` })
-  ))
+  )
 
-/** Fails unless the key is valid and, without `append`, the offset is a count whose end stays a safe integer. */
+/**
+ * Why a write cannot be done, if it cannot: the key is not valid, or (without `append`) the offset is not a count
+ * whose end stays a safe integer.
+ */
+export const writeProblem = (
+  store: string,
+  key: Uint8Array,
+  data: Uint8Array,
+  options: WriteOptions | undefined
+): StorageError.StorageError | undefined => {
+  const offset = options?.offset ?? 0
+  if (options?.append || (isCount(offset) && isCount(offset + data.length))) return keyProblem(store, key)
+  return StorageError.make(
+    store,
+    new StorageError.OutOfRange({ offset, length: data.length, size: Number.MAX_SAFE_INTEGER })
+  )
+}
+
+/** Why a read cannot be done, if it cannot: the key is not valid, or offset or size is not a count. */
+export const readProblem = (
+  store: string,
+  key: Uint8Array,
+  offset: number,
+  size: number
+): StorageError.StorageError | undefined =>
+  isCount(offset) && isCount(size)
+    ? keyProblem(store, key)
+    : StorageError.make(store, new StorageError.OutOfRange({ offset, length: size, size: 0 }))
+
+const checked = (problem: StorageError.StorageError | undefined): Effect.Effect<void, StorageError.StorageError> =>
+  problem === undefined ? Effect.void : Effect.fail(problem)
+
+/** Fails unless `key` is a full elliptics id. */
+export const checkKey = (store: string, key: Uint8Array): Effect.Effect<void, StorageError.StorageError> =>
+  checked(keyProblem(store, key))
+
+/** `writeProblem` as an effect. */
 export const checkWrite = (
   store: string,
   key: Uint8Array,
   data: Uint8Array,
   options: WriteOptions | undefined
-): Effect.Effect<void, StorageError.StorageError> => {
-  const offset = options?.offset ?? 0
-  if (options?.append || (isCount(offset) && isCount(offset + data.length))) return checkKey(store, key)
-  return Effect.fail(StorageError.make(
-    store,
-    new StorageError.OutOfRange({ offset, length: data.length, size: Number.MAX_SAFE_INTEGER })
-  ))
-}
+): Effect.Effect<void, StorageError.StorageError> => checked(writeProblem(store, key, data, options))
 
-/** Fails unless the key is valid and offset and size are counts (any count: reads past the end return nothing). */
+/** `readProblem` as an effect (any count: reads past the end return nothing). */
 export const checkRead = (
   store: string,
   key: Uint8Array,
   offset: number,
   size: number
-): Effect.Effect<void, StorageError.StorageError> =>
-  isCount(offset) && isCount(size)
-    ? checkKey(store, key)
-    : Effect.fail(StorageError.make(store, new StorageError.OutOfRange({ offset, length: size, size: 0 })))
+): Effect.Effect<void, StorageError.StorageError> => checked(readProblem(store, key, offset, size))
+
+/** The outcome of a synchronous operation as an effect. */
+export const fromOutcome = <A>(outcome: A | StorageError.StorageError): Effect.Effect<A, StorageError.StorageError> =>
+  outcome instanceof StorageError.StorageError ? Effect.fail(outcome) : Effect.succeed(outcome)
 
 /** Where a write lands in an object of `stored` bytes: its offset, the size afterwards, and whether old bytes stay. */
 export interface Placement {
