@@ -374,7 +374,8 @@ export const make = Effect.fn("DnetNode.make")(function*(
   const scope = yield* Scope.Scope
 
   const listener = yield* Effect.mapError(
-    transport.listen(options.listen, { readBuffer: READ_BUFFER }),
+    // Requests are answered inside the read that brings them (see `answerNow`): no turn of the loop in between.
+    transport.listen(options.listen, { readBuffer: READ_BUFFER, readWake: "read" }),
     (error) => DnetError.make(new DnetError.Unreachable({ node: String(options.listen), detail: error.message }))
   )
   const address = Address.format(listener.address)

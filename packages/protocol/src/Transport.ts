@@ -98,7 +98,21 @@ export interface DialOptions {
   readonly timeout?: Duration.Input | undefined
   /** Received bytes held before reading from the OS pauses; default {@link DEFAULT_READ_BUFFER}. */
   readonly readBuffer?: number | undefined
+  /** When a waiting reader is woken; default `"turn"` (see {@link ReadWake}). */
+  readonly readWake?: ReadWake | undefined
 }
+
+/**
+ * When a socket's waiting reader is woken. `"turn"`: once per turn of the event loop, with everything that
+ * arrived in it, which suits streams (fewer wake-ups, bigger batches). `"read"`: by the read that brings the
+ * bytes, in its callback, which suits protocols with one request at a time (the answer leaves a turn of the
+ * loop earlier); events of the same turn that follow (the peer's end, a reset) then reach the reader after
+ * those bytes rather than with them. In-process connections have one way only.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ReadWake = "turn" | "read"
 
 /**
  * Options for `listen`.
@@ -111,6 +125,8 @@ export interface ListenOptions {
   readonly backlog?: number | undefined
   /** Received bytes held per accepted connection before reading pauses; default {@link DEFAULT_READ_BUFFER}. */
   readonly readBuffer?: number | undefined
+  /** When an accepted connection's waiting reader is woken; default `"turn"` (see {@link ReadWake}). */
+  readonly readWake?: ReadWake | undefined
 }
 
 /**

@@ -18,11 +18,20 @@ const schemes = ["tcp", "unix", "memory"] as const
 
 // Real sockets and real time: the shared layer runs without the test clock.
 layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it) => {
-  for (const scheme of schemes) {
-    describe(`${scheme}`, () => {
+  // Sockets in both ways of waking a reader (in-process connections have one).
+  type Case = { readonly scheme: (typeof schemes)[number]; readonly readWake: Transport.ReadWake }
+  const cases = schemes.flatMap((scheme): Array<Case> =>
+    scheme === "memory"
+      ? [{ scheme, readWake: "turn" }]
+      : [{ scheme, readWake: "turn" }, { scheme, readWake: "read" }]
+  )
+  for (const { readWake, scheme } of cases) {
+    const pair = (address: Address.Address | string, options?: Transport.DialOptions & Transport.ListenOptions) =>
+      connectedPair(address, { ...options, readWake })
+    describe(`${scheme}, reader woken per ${readWake}`, () => {
       it.effect("carries a batch of arrays both ways, in order, through half-closes", () =>
         Effect.gen(function*() {
-          const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+          const { client, server } = yield* pair(yield* freshAddress(scheme))
           const parts = [pseudoRandom(1), pseudoRandom(70_000, 1), pseudoRandom(3 * MiB, 2), pseudoRandom(12, 3)]
           const [, received] = yield* Effect.all([
             Effect.andThen(client.write(parts), client.end),
@@ -40,7 +49,7 @@ layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it
       it.effect("a writer facing a reader that does not read stalls at a bounded amount", () =>
         Effect.gen(function*() {
           const readBuffer = MiB
-          const { client, server } = yield* connectedPair(yield* freshAddress(scheme), { readBuffer })
+          const { client, server } = yield* pair(yield* freshAddress(scheme), { readBuffer })
           const chunk = new Uint8Array(MiB)
           let accepted = 0
           let maxQueued = 0
@@ -72,7 +81,7 @@ layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it
 
       it.effect("reads as a Stream", () =>
         Effect.gen(function*() {
-          const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+          const { client, server } = yield* pair(yield* freshAddress(scheme))
           yield* Effect.andThen(client.write([new Uint8Array([1, 2]), new Uint8Array([3])]), client.end)
           const chunks = yield* Stream.runCollect(Transport.stream(server))
           assert.deepStrictEqual([...concat(chunks)], [1, 2, 3])
@@ -80,7 +89,7 @@ layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it
 
       it.effect("closing one end: the peer reads to the end, local operations fail with Closed", () =>
         Effect.gen(function*() {
-          const { client, server } = yield* connectedPair(yield* freshAddress(scheme))
+          const { client, server } = yield* pair(yield* freshAddress(scheme))
           yield* client.write([new Uint8Array([7, 7, 7])])
           yield* client.close
           assert.deepStrictEqual([...(yield* readAll(server))], [7, 7, 7])
@@ -93,7 +102,7 @@ layer(Transport.Transport.layer, { excludeTestServices: true })("Transport", (it
       it.effect("accept fails with Closed once the listener's scope is closed", () =>
         Effect.gen(function*() {
           const address = yield* freshAddress(scheme)
-          const listener = yield* Effect.scoped(Transport.listen(address))
+          const listener = yield* Effect.scoped(Transport.listen(address, { readWake }))
           const error = yield* Effect.flip(Effect.scoped(listener.accept))
           assert.strictEqual(error.reason._tag, "Closed")
         }).pipe(Effect.timeout("10 seconds")))

@@ -228,7 +228,8 @@ export const dial = (
   address: string,
   options: { readonly timeout: Duration.Input; readonly maxPacketSize: number; readonly pool: BufferPool }
 ): Effect.Effect<Link, DnetError.DnetError, Transport.Transport | Scope.Scope> =>
-  Transport.dial(address, { timeout: options.timeout }).pipe(
+  // One request at a time is the common use: its caller resumes inside the read that brings the reply.
+  Transport.dial(address, { timeout: options.timeout, readWake: "read" }).pipe(
     Effect.mapError((error) => DnetError.make(new DnetError.Unreachable({ node: address, detail: error.message }))),
     Effect.flatMap((connection) => make(connection, address, options.maxPacketSize, options.pool))
   )

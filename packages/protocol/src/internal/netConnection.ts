@@ -7,7 +7,7 @@
  * joined to it by a view. When the batch holds `readBuffer` bytes the socket is paused, which stops reads from
  * the kernel, so the peer's sends block. A pull takes the whole batch and resumes the socket. A waiting reader
  * is woken once per turn of the event loop (`setImmediate`), not per read, so it gets everything that arrived
- * in that turn in one pull.
+ * in that turn in one pull; or, with `readWake: "read"`, by the read itself (`Transport.ReadWake`).
  *
  * Writing: a batch is corked so Node hands it to the kernel as one writev; `write()`'s return value and
  * 'drain' give the back-pressure.
@@ -18,7 +18,7 @@ import * as Effect from "effect/Effect"
 import type * as Pull from "effect/Pull"
 import type * as Scope from "effect/Scope"
 import type * as Net from "node:net"
-import type { Connection } from "../Transport.ts"
+import type { Connection, ReadWake } from "../Transport.ts"
 import * as TransportError from "../TransportError.ts"
 import type { ReadRegions } from "./readRegions.ts"
 
@@ -60,15 +60,18 @@ class NetConnection implements Connection {
   readonly socket: Net.Socket
   readonly remoteAddress: string
   readonly localAddress: string
+  readonly #wakeInRead: boolean
 
   constructor(
     socket: Net.Socket,
     remoteAddress: string,
     localAddress: string,
     readBuffer: number,
-    regions: ReadRegions | undefined
+    regions: ReadRegions | undefined,
+    readWake: ReadWake
   ) {
     this.socket = socket
+    this.#wakeInRead = readWake === "read"
     this.remoteAddress = remoteAddress
     this.localAddress = localAddress
     this.read = Effect.suspend(() => this.#pull())
@@ -114,7 +117,7 @@ class NetConnection implements Connection {
         this.#paused = true
         socket.pause()
       }
-      this.#wakeReader()
+      this.#wakeReader(true)
     }
     if (regions === undefined) socket.on("data", received)
     else regions.attach(received)
@@ -122,7 +125,7 @@ class NetConnection implements Connection {
     socket.on("end", () => {
       if (this.#closed) return
       this.#eof = true
-      this.#wakeReader()
+      this.#wakeReader(true)
     })
     socket.on("drain", () => wakeAll(this.#drainWaiters, Effect.void))
     socket.on("finish", () => wakeAll(this.#endWaiters, Effect.void))
@@ -179,8 +182,13 @@ class NetConnection implements Connection {
     })
   }
 
-  #wakeReader(): void {
+  /**
+   * `inRead`: called from a socket event (outside any fiber), where a `"read"` connection resumes its reader at
+   * once. Our own `close` runs inside a fiber and always defers, so the closing fiber finishes first.
+   */
+  #wakeReader(inRead: boolean): void {
     if (this.#reader === undefined || this.#wakePending) return
+    if (inRead && this.#wakeInRead) return this.#wake()
     this.#wakePending = true
     setImmediate(this.#wake)
   }
@@ -198,11 +206,11 @@ class NetConnection implements Connection {
     return TransportError.make(this.remoteAddress, reason)
   }
 
-  #fail(reason: TransportError.TransportError["reason"]): void {
+  #fail(reason: TransportError.TransportError["reason"], inRead = true): void {
     if (this.#failure !== undefined) return
     const failure = this.#error(reason)
     this.#failure = failure
-    this.#wakeReader()
+    this.#wakeReader(inRead)
     wakeAll(this.#drainWaiters, Effect.fail(failure))
     wakeAll(this.#endWaiters, Effect.fail(failure))
   }
@@ -215,7 +223,7 @@ class NetConnection implements Connection {
     this.#chunks = []
     this.#eof = false
     this.#failure = undefined
-    this.#fail(new TransportError.Closed())
+    this.#fail(new TransportError.Closed(), false)
     this.socket.destroy()
   }
 }
@@ -229,9 +237,10 @@ export const make = (
   remoteAddress: string,
   localAddress: string,
   readBuffer: number,
-  regions: ReadRegions | undefined
+  regions: ReadRegions | undefined,
+  readWake: ReadWake
 ): Effect.Effect<Connection, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.sync(() => new NetConnection(socket, remoteAddress, localAddress, readBuffer, regions)),
+    Effect.sync(() => new NetConnection(socket, remoteAddress, localAddress, readBuffer, regions, readWake)),
     (connection) => connection.close
   )

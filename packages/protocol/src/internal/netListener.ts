@@ -86,7 +86,8 @@ export const dial = <A extends Address.Address>(
         names.remote,
         names.local,
         options.readBuffer ?? defaults.READ_BUFFER,
-        ReadRegions.isActive(socket, regions) ? regions : undefined
+        ReadRegions.isActive(socket, regions) ? regions : undefined,
+        options.readWake ?? "turn"
       )
     })
   )
@@ -140,7 +141,14 @@ export const listen = <A extends Address.Address>(
       (restore) =>
         Effect.flatMap(restore(Queue.take(pending)), (socket) => {
           const names = family.names(socket, bound, "accept")
-          return NetConnection.make(socket, names.remote, names.local, readBuffer, ReadRegions.install(socket))
+          return NetConnection.make(
+            socket,
+            names.remote,
+            names.local,
+            readBuffer,
+            ReadRegions.install(socket),
+            options.readWake ?? "turn"
+          )
         })
     )
     return { address: bound, accept } satisfies Listener
