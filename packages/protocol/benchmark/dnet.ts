@@ -10,7 +10,7 @@
  * 250 operations, so they see the machine in the same state; big cases run one after another. Figures are
  * medians over the rounds, ratios the medians of per-round ratios to the raw case of the same size and direction.
  *
- * `node benchmark/dnet.ts [--json]`; knobs `BENCH_ROUNDS` (3), `BENCH_SMALL_OPS` (5000), `BENCH_BIG_OPS` (3),
+ * `node benchmark/dnet.ts [--json]`; knobs `BENCH_ROUNDS` (3), `BENCH_SMALL_OPS` (10000), `BENCH_BIG_OPS` (3),
  * `BENCH_BIG_BYTES` (64 MiB), `BENCH_CASES` (e.g. `raw,memory`: only those targets), `BENCH_EXEC_ARGV` (Node flags for
  * the servers, e.g. `--cpu-prof`), `BENCH_GET_INTO=0` (big gets into fresh memory instead of one reused buffer).
  */
@@ -29,7 +29,7 @@ import * as Transport from "../src/Transport.ts"
 const KiB = 1024
 const MiB = 1024 * 1024
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-const SMALL_OPS = Number(process.env.BENCH_SMALL_OPS ?? 5000)
+const SMALL_OPS = Number(process.env.BENCH_SMALL_OPS ?? 10_000)
 const BIG_OPS = Number(process.env.BENCH_BIG_OPS ?? 3)
 const BIG = Number(process.env.BENCH_BIG_BYTES ?? 64 * MiB)
 /** Whether big gets read into a reused buffer (`ReadOptions.into`) rather than into fresh memory each time. */
@@ -307,8 +307,9 @@ const main = async () => {
     else same.push(c)
   }
   // Warm up every case until its code is optimised, as in a server that has been running (this also makes the
-  // objects the gets read): a few thousand small operations, one big one.
-  for (const c of cases) await operations({ ...c, ops: c.size === KiB ? Math.min(c.ops, 3000) : 1 })
+  // objects the gets read): ten thousand small operations (with fewer the blob node was still 15-30% slower per
+  // request), one big one.
+  for (const c of cases) await operations({ ...c, ops: c.size === KiB ? 10_000 : 1 })
   for (let round = 0; round < ROUNDS; round++) {
     for (const group of groups) {
       // Small cases take turns of a few operations each, so they all see the machine in the same state: its speed
