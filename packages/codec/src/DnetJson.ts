@@ -44,8 +44,8 @@ import { AttrFlags, CmdFlags, Command, commandFromName, commandName, IoFlags, TR
 import {
   type Attribute,
   attributeSize,
+  carriesIoAttr,
   encodePacket,
-  isIoCommand,
   isReply,
   name,
   type Packet,
@@ -240,13 +240,13 @@ const toIo = (problems: Problems, json: typeof IoJson.Type, path: string): IoAtt
   size: json.size
 })
 
-const toAttribute = (problems: Problems, json: typeof AttrJson.Type, index: number): Attribute => {
+const toAttribute = (problems: Problems, json: typeof AttrJson.Type, index: number, reply: boolean): Attribute => {
   const path = `attrs[${index}]`
   let cmd = typeof json.cmd === "number" ? json.cmd : commandFromName(json.cmd)
   if (cmd === undefined) {
     problems.report(`${path}.cmd`, `unknown command ${JSON.stringify(json.cmd)}`)
     cmd = 0
-  } else if (isIoCommand(cmd) !== (json.io !== undefined)) {
+  } else if (carriesIoAttr(cmd, reply) !== (json.io !== undefined)) {
     problems.report(path, `${commandName(cmd)} ${json.io === undefined ? "needs" : "takes no"} "io"`)
   }
   // All-zero unused bytes are the canonical absent field, as the decoder reports them.
@@ -274,7 +274,7 @@ const toPacket = (problems: Problems, json: PacketJson): Packet => {
     flags: parseFlags(problems, json.cmd.flags, CmdFlags, "cmd.flags"),
     status: json.cmd.status ?? 0,
     trans: toTrans(problems, json.cmd),
-    attrs: json.attrs.map((attr, index) => toAttribute(problems, attr, index))
+    attrs: json.attrs.map((attr, index) => toAttribute(problems, attr, index, json.cmd.reply === true))
   }
   problems.check(json.cmd.size, payloadSize(packet), "cmd.size", "attributes")
   problems.check(json.packet, name(packet), "packet", "attributes")

@@ -39,7 +39,7 @@ export interface Attribute {
   readonly flags: number
   /** `dnet_attr.unused`, present only when not all zero. */
   readonly unused?: Uint8Array
-  /** The IO header; present exactly when {@link isIoCommand} holds for `cmd`. */
+  /** The IO header; present exactly when {@link carriesIoAttr} holds for `cmd` in this packet. */
   readonly io?: IoAttr
   /** The payload after the IO header (or the whole payload), a view of the decoded bytes. */
   readonly data: Uint8Array
@@ -107,6 +107,17 @@ export const DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024 + HEADER_SIZE + ATTR_SIZ
 export const isIoCommand = (cmd: number): boolean =>
   cmd === Command.WRITE || cmd === Command.READ || cmd === Command.READ_RANGE || cmd === Command.DEL_RANGE ||
   cmd === Command.BULK_READ
+
+/**
+ * Whether an attribute of command `cmd` starts with a `dnet_io_attr` in a request (`reply` false) or a reply:
+ * the IO commands, except in a WRITE reply, whose payload is the stored object's `dnet_addr_attr` and
+ * `dnet_file_info` (`specs/dnet.md` §1.7).
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const carriesIoAttr = (cmd: number, reply: boolean): boolean =>
+  isIoCommand(cmd) && !(reply && cmd === Command.WRITE)
 
 /**
  * Whether the packet is a reply (bit 63 of `trans`).
@@ -220,6 +231,7 @@ export const decodePacket = (bytes: Uint8Array): Decoded<Packet> => {
     )
   }
   const attrs: Array<Attribute> = []
+  const reply = (cmd.trans & TRANS_REPLY) !== 0n
   let at = HEADER_SIZE
   while (at < end) {
     if (end - at < ATTR_SIZE) {
@@ -241,7 +253,7 @@ export const decodePacket = (bytes: Uint8Array): Decoded<Packet> => {
     const stop = start + attr.size
     let io: IoAttr | undefined
     let dataStart = start
-    if (isIoCommand(attr.cmd)) {
+    if (carriesIoAttr(attr.cmd, reply)) {
       if (attr.size < IO_ATTR_SIZE) {
         return fail(
           "dnet",

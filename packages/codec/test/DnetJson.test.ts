@@ -193,6 +193,8 @@ describe("DnetJson hand-written input", () => {
       [{ ...base, attrs: [{ ...attr, cmd: "FETCH" }] }, "attrs[0].cmd: unknown command \"FETCH\""],
       [{ ...base, attrs: [withoutIo] }, "attrs[0]: WRITE needs \"io\""],
       [{ ...base, attrs: [{ ...attr, cmd: "LOOKUP" }] }, "attrs[0]: LOOKUP takes no \"io\""],
+      // A WRITE reply is the stored object's addr_attr + file_info.
+      [{ ...base, cmd: { ...base.cmd, reply: true } }, "attrs[0]: WRITE takes no \"io\""],
       [{ ...base, attrs: [{ ...attr, size: 5 }] }, "attrs[0].size: is 5 but the io header and data make it 173"],
       [{ ...base, attrs: [{ ...attr, data_hex: "abc" }] }, "attrs[0].data_hex: Expected hex digits"],
       [{ ...base, attrs: [{ ...attr, unused_hex: "00" }] }, "unused_hex"],

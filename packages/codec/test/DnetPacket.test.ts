@@ -167,6 +167,34 @@ describe("DnetPacket layout", () => {
     ]
     const all = Array.from({ length: 20 }, (_, cmd) => cmd)
     assert.deepStrictEqual(all.filter(DnetPacket.isIoCommand), ioCommands)
+    // In replies too, but for WRITE, whose reply is the stored object's addr_attr + file_info (§1.7).
+    assert.deepStrictEqual(all.filter((cmd) => DnetPacket.carriesIoAttr(cmd, false)), ioCommands)
+    assert.deepStrictEqual(
+      all.filter((cmd) => DnetPacket.carriesIoAttr(cmd, true)),
+      ioCommands.filter((cmd) => cmd !== Command.WRITE)
+    )
+  })
+
+  it("a WRITE reply decodes as addr_attr + file_info, with no dnet_io_attr; a WRITE request keeps its own", () => {
+    const stored = new Uint8Array(DnetStructs.AddrAttr.size + DnetStructs.FileInfo.size).map((_, i) => i & 0xff)
+    const request: DnetPacket.Packet = {
+      id: { id: new Uint8Array(64).fill(7), groupId: 2, type: 0 },
+      flags: 0,
+      status: 0,
+      trans: 9n,
+      attrs: [{ cmd: Command.WRITE, flags: 0, io: Arb.io({ size: 3 }), data: new Uint8Array([1, 2, 3]) }]
+    }
+    const reply: DnetPacket.Packet = {
+      ...request,
+      trans: 9n | TRANS_REPLY,
+      attrs: [{ cmd: Command.WRITE, flags: 0, data: stored }]
+    }
+    const decodedReply = Result.getOrThrow(DnetPacket.decodePacket(DnetPacket.encodePacket(reply)))
+    assert.isUndefined(decodedReply.attrs[0]!.io)
+    assert.deepStrictEqual([...decodedReply.attrs[0]!.data], [...stored])
+    const decodedRequest = Result.getOrThrow(DnetPacket.decodePacket(DnetPacket.encodePacket(request)))
+    assert.strictEqual(decodedRequest.attrs[0]!.io!.size, 3)
+    assert.deepStrictEqual([...decodedRequest.attrs[0]!.data], [1, 2, 3])
   })
 })
 

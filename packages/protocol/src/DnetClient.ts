@@ -243,20 +243,14 @@ const SIZE_AT = AddrAttr.size + 136
 const MTIME_AT = AddrAttr.size + 184
 const STORED_BYTES = AddrAttr.size + FileInfo.size
 
-/**
- * What a LOOKUP or WRITE reply says about the object: its size and mtime, read in place. The codec reads every
- * WRITE attribute as an IO one, so the first 168 bytes of a WRITE reply's `dnet_addr_attr` + `dnet_file_info`
- * sit in `attr.io` and the rest in `attr.data`; both fields needed lie in the rest.
- */
+/** What a LOOKUP or WRITE reply (`dnet_addr_attr` + `dnet_file_info`) says about the object, read in place. */
 const storedOf = (node: string, command: string, replies: ReadonlyArray<DnetPacket.Packet>) => {
-  const attr = replies.find((packet) => packet.attrs.length > 0)?.attrs[0]
-  const skip = attr?.io === undefined ? 0 : DnetPacket.IO_ATTR_SIZE
-  if (attr === undefined || attr.data.length + skip < STORED_BYTES) {
+  const data = replies.find((packet) => packet.attrs.length > 0)?.attrs[0]?.data
+  if (data === undefined || data.length < STORED_BYTES) {
     return Effect.fail(badReply(node, `a ${command} reply without file info`))
   }
-  const data = attr.data
-  const modified = u64At(data, MTIME_AT - skip) * 1000 + Math.floor(u64At(data, MTIME_AT + 8 - skip) / 1e6)
-  return Effect.succeed<Stored>({ size: u64At(data, SIZE_AT - skip), modified })
+  const modified = u64At(data, MTIME_AT) * 1000 + Math.floor(u64At(data, MTIME_AT + 8) / 1e6)
+  return Effect.succeed<Stored>({ size: u64At(data, SIZE_AT), modified })
 }
 
 /**

@@ -1,5 +1,6 @@
 // fast-check generators for dnet values, shared by the Dnet*.test.ts files.
 import fc from "fast-check"
+import { TRANS_REPLY } from "../../src/DnetConstants.ts"
 import * as DnetPacket from "../../src/DnetPacket.ts"
 import type * as DnetStructs from "../../src/DnetStructs.ts"
 
@@ -99,23 +100,27 @@ export const auth: fc.Arbitrary<DnetStructs.Auth> = fc.record({ cookie: bytes(32
 /** Mostly Era B commands (IO and not), sometimes any 32-bit number. */
 const command = fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 0, max: 20 }) }, { weight: 1, arbitrary: u32 })
 
-export const attribute: fc.Arbitrary<DnetPacket.Attribute> = command.chain((number) =>
-  fc.record({
-    cmd: fc.constant(number),
-    flags: u32,
-    unused: reserved(8),
-    io: DnetPacket.isIoCommand(number) ? ioAttr : fc.constant(undefined),
-    data: fc.uint8Array({ maxLength: 80 })
-  }).map(defined<DnetPacket.Attribute>)
-)
+/** An attribute of a request (`reply` false) or of a reply: with an IO header exactly where one belongs. */
+export const attribute = (reply: boolean): fc.Arbitrary<DnetPacket.Attribute> =>
+  command.chain((number) =>
+    fc.record({
+      cmd: fc.constant(number),
+      flags: u32,
+      unused: reserved(8),
+      io: DnetPacket.carriesIoAttr(number, reply) ? ioAttr : fc.constant(undefined),
+      data: fc.uint8Array({ maxLength: 80 })
+    }).map(defined<DnetPacket.Attribute>)
+  )
 
-export const packet: fc.Arbitrary<DnetPacket.Packet> = fc.record({
-  id,
-  flags: u32,
-  status: i32,
-  trans: u64,
-  attrs: fc.array(attribute, { maxLength: 4 })
-})
+export const packet: fc.Arbitrary<DnetPacket.Packet> = u64.chain((trans) =>
+  fc.record({
+    id,
+    flags: u32,
+    status: i32,
+    trans: fc.constant(trans),
+    attrs: fc.array(attribute((trans & TRANS_REPLY) !== 0n), { maxLength: 4 })
+  })
+)
 
 /** A 64-byte key 00 01 02 … 3f for hand-built packets. */
 export const key = Uint8Array.from({ length: 64 }, (_, i) => i)
