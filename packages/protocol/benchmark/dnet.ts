@@ -6,9 +6,10 @@
  * This process is the client and does the timing; forked children serve: a raw `node:net` server (a request is
  * a 9-byte header `op u8 | length u64le`, then `length` bytes for a put; the reply is 1 byte for a put and
  * `length` bytes for a get), and one `DnetNode` per backend. Every operation waits for its reply before the next
- * starts (one request in flight), on both sides. In each round the small cases of one direction take turns of
- * 250 operations, so they see the machine in the same state; big cases run one after another. Figures are
- * medians over the rounds, ratios the medians of per-round ratios to the raw case of the same size and direction.
+ * starts (one request in flight), on both sides. Cases of one size and direction form a group, which is warmed
+ * up and then runs all its rounds before the next group; in a round, small cases take turns of 250 operations,
+ * so they see the machine in the same state, and big cases run one after another. Figures are medians over the
+ * rounds, ratios the medians of per-round ratios to the raw case of the same size and direction.
  *
  * `node benchmark/dnet.ts [--json]`; knobs `BENCH_ROUNDS` (3), `BENCH_SMALL_OPS` (10000), `BENCH_BIG_OPS` (3),
  * `BENCH_BIG_BYTES` (64 MiB), `BENCH_CASES` (e.g. `raw,memory`: only those targets), `BENCH_EXEC_ARGV` (Node flags for
@@ -306,12 +307,13 @@ const main = async () => {
     if (same === undefined) groups.push([c])
     else same.push(c)
   }
-  // Warm up every case until its code is optimised, as in a server that has been running (this also makes the
-  // objects the gets read): ten thousand small operations (with fewer the blob node was still 15-30% slower per
-  // request), one big one.
-  for (const c of cases) await operations({ ...c, ops: c.size === KiB ? 10_000 : 1 })
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const group of groups) {
+  // A group runs all its rounds before the next starts: what big puts leave behind (hundreds of MiB of dirty
+  // page cache being written out) must not slow the small cases of the next round.
+  for (const group of groups) {
+    // Warm up every case until its code is optimised, as in a server that has been running (the puts also make
+    // the objects the gets read): ten thousand small operations, one big one.
+    for (const c of group) await operations({ ...c, ops: c.size === KiB ? 10_000 : 1 })
+    for (let round = 0; round < ROUNDS; round++) {
       // Small cases take turns of a few operations each, so they all see the machine in the same state: its speed
       // swings by 2-3x within seconds, which would otherwise land on one case and not another. Big cases run
       // whole, one after another: the blob store's and the file's appends take fresh memory for the page cache,
