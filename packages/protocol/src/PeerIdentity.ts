@@ -138,24 +138,38 @@ export const generate = (): Identity => fromKeys(Crypto.generateKeyPairSync("ed2
 
 /**
  * Reads `<dir>/<name>.key` (PKCS#8 PEM) and makes the identity of that key, creating the file (mode 0600) with
- * a new key when it does not exist.
+ * a new key when it does not exist. Processes that start at once with no key all end up with the same one.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const loadOrCreate = (dir: string, name: string): Effect.Effect<Identity, IdentityError> => {
   const path = Path.join(dir, `${name}.key`)
+  const load = () => {
+    const key = Crypto.createPrivateKey(Fs.readFileSync(path, "utf8"))
+    if (key.asymmetricKeyType !== "ed25519") throw new Error(`not an Ed25519 key (${key.asymmetricKeyType})`)
+    return fromKeys(key)
+  }
   return Effect.try({
     try: () => {
-      if (Fs.existsSync(path)) {
-        const key = Crypto.createPrivateKey(Fs.readFileSync(path, "utf8"))
-        if (key.asymmetricKeyType !== "ed25519") throw new Error(`not an Ed25519 key (${key.asymmetricKeyType})`)
-        return fromKeys(key)
-      }
+      if (Fs.existsSync(path)) return load()
       const identity = generate()
       Fs.mkdirSync(dir, { recursive: true })
-      Fs.writeFileSync(path, identity.privateKeyPem, { mode: 0o600, flag: "wx" })
-      return identity
+      // Written under a name of its own and linked into place: the file at `path` is always whole, and of two
+      // processes making it at once, one links its key and the other takes that one.
+      const temp = `${path}.${Crypto.randomBytes(8).toString("hex")}.tmp`
+      try {
+        Fs.writeFileSync(temp, identity.privateKeyPem, { mode: 0o600, flag: "wx" })
+        try {
+          Fs.linkSync(temp, path)
+          return identity
+        } catch (cause) {
+          if ((cause as NodeJS.ErrnoException).code === "EEXIST") return load()
+          throw cause
+        }
+      } finally {
+        Fs.rmSync(temp, { force: true })
+      }
     },
     catch: (cause) => new IdentityError({ path, detail: cause instanceof Error ? cause.message : String(cause) })
   })

@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Scope } from "effect"
 import { Effect, Result } from "effect"
+import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -62,6 +63,38 @@ describe("PeerIdentity", () => {
       const bad = yield* Effect.flip(PeerIdentity.loadOrCreate(dir, "bad"))
       assert.strictEqual(bad._tag, "IdentityError")
     }))
+
+  it.live(
+    "processes creating the same identity at once all get the one key that was written",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const module = new URL("../src/PeerIdentity.ts", import.meta.url).href
+        // Each child waits for the same moment, then loads or creates the key and prints its public half.
+        const start = Date.now() + 1500
+        const script = `const { loadOrCreate } = await import(${JSON.stringify(module)});
+        const { Effect } = await import("effect");
+        while (Date.now() < ${start}) {}
+        const exit = await Effect.runPromiseExit(loadOrCreate(${JSON.stringify(dir)}, "node"));
+        console.log(exit._tag === "Success" ? exit.value.publicKey : "failed: " + String(exit.cause));`
+        const children = Array.from({ length: 6 }, () =>
+          Effect.promise(() =>
+            new Promise<string>((resolve) => {
+              ChildProcess.execFile(
+                process.execPath,
+                ["--input-type=module", "-e", script],
+                { cwd: Path.dirname(new URL(import.meta.url).pathname), timeout: 20_000 },
+                (error, stdout, stderr) => resolve(error === null ? stdout.trim() : `exited: ${stderr}`)
+              )
+            })
+          ))
+        const keys = yield* Effect.all(children, { concurrency: "unbounded" })
+        const written = (yield* PeerIdentity.loadOrCreate(dir, "node")).publicKey
+        assert.deepStrictEqual(keys, keys.map(() => written))
+        assert.deepStrictEqual(Fs.readdirSync(dir), ["node.key"])
+      }),
+    { timeout: 30_000 }
+  )
 
   it("parses known-keys files, ignoring comments and malformed lines", () => {
     const key = PeerIdentity.generate().publicKey
