@@ -20,8 +20,8 @@
  * A block is left out on resume only when the destination has it and no dirty round that included it was cut
  * short, so the devices still end identical. A destination that does not come back is a `Disconnected` error.
  * A connection is established once the destination acknowledges its first DirtyList (the fence). One that
- * fails before that (bytes that are not Silo frames, a wrong answer, a peer that hangs up or stays silent:
- * a port scanner, a TLS client, a destination that refuses the group) is refused: `onRefused` hears of it,
+ * fails before that (bytes that are not Silo frames, a wrong answer, a peer that hangs up or says nothing for
+ * `handshakeTimeout`: a port scanner, a TLS client, a destination that refuses the group) is refused: `onRefused` hears of it,
  * nothing about the devices changed, and `serve` takes the next connection, within the time left when it was
  * resuming. On an established connection, garbage from the peer breaks the connection like a loss does.
  *
@@ -150,6 +150,12 @@ export interface ServeOptions {
   /** How long to wait for the destination to come back after a connection broke; default 30 seconds. */
   readonly resumeTimeout?: Duration.Input | undefined
   /**
+   * How long a new connection has to become established (the destination's answer to the first DirtyList)
+   * before it is refused, so a peer that connects and says nothing does not keep the destination out; default
+   * 10 seconds.
+   */
+  readonly handshakeTimeout?: Duration.Input | undefined
+  /**
    * Hears of a connection refused before it was established (see the module comment); by default a warning
    * is logged.
    */
@@ -212,6 +218,7 @@ const DEFAULT_CONCURRENCY = 100
 const DEFAULT_BYTES_IN_FLIGHT = 32 * 1024 * 1024
 const DEFAULT_MAX_DIRTY_ROUNDS = 20
 const DEFAULT_RESUME_TIMEOUT = Duration.seconds(30)
+const DEFAULT_HANDSHAKE_TIMEOUT = Duration.seconds(10)
 
 const invalid = (detail: string) => MigrationError.make(new MigrationError.InvalidConfig({ detail }))
 
@@ -423,6 +430,7 @@ export const make = Effect.fn("MigrationSource.make")(function*(
     serveOptions?: ServeOptions
   ) {
     const resumeTimeout = Duration.fromInputUnsafe(serveOptions?.resumeTimeout ?? DEFAULT_RESUME_TIMEOUT)
+    const handshakeTimeout = Duration.fromInputUnsafe(serveOptions?.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT)
     const onRefused = serveOptions?.onRefused ??
       ((error: ProtocolError.ProtocolError) =>
         Effect.logWarning(`migration: refused a connection (${error.message}); waiting for the destination`))
@@ -444,7 +452,22 @@ export const make = Effect.fn("MigrationSource.make")(function*(
               })
             ))
         })
-        yield* migrate(connection)
+        // Refused unless established in time; once it is, the deadline no longer applies.
+        const handshake = Effect.andThen(
+          Effect.sleep(handshakeTimeout),
+          Effect.suspend(() =>
+            connections === before
+              ? Effect.fail(ProtocolError.make(
+                new ProtocolError.Timeout({
+                  dev: 0,
+                  waitingFor: "answer to the first DirtyList",
+                  millis: Duration.toMillis(handshakeTimeout)
+                })
+              ))
+              : Effect.never
+          )
+        )
+        yield* Effect.raceFirst(migrate(connection), handshake)
         yield* connection.close
       })))
       if (Exit.isSuccess(exit)) return yield* summary

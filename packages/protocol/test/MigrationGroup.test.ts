@@ -229,6 +229,29 @@ describe("MigrationSource / MigrationDestination", () => {
       assert.isTrue(yield* Device.equals(disk, made[0]!))
     })))
 
+  it.live("a peer that connects and says nothing is refused after handshakeTimeout; the destination then migrates", () =>
+    live(Effect.gen(function*() {
+      const disk = yield* randomDevice(MiB, "silent")
+      const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
+      const { listener, next } = yield* listening("tcp")
+      const refusals: Array<string> = []
+      const served = yield* Effect.forkChild(source.serve(next, {
+        handshakeTimeout: "300 millis",
+        onRefused: (error) => Effect.sync(() => void refusals.push(error.message))
+      }))
+      // Connected first, then silent (and never closed by this side).
+      yield* Transport.dial(listener.address)
+      const made: Array<BlockDevice> = []
+      const destination = yield* memoryDestination(made)
+      const started = Date.now()
+      yield* destination.receive(yield* PacketConnection.make([yield* Transport.dial(listener.address)]))
+      const summary = yield* Fiber.join(served)
+      assert.strictEqual(summary.connections, 1)
+      assert.deepStrictEqual(refusals, ["dev 0: no answer to the first DirtyList within 300 ms"])
+      assert.isBelow(Date.now() - started, 5000)
+      assert.isTrue(yield* Device.equals(disk, made[0]!))
+    })))
+
   it.live("garbage on an established connection breaks it, and the migration resumes on the next", () =>
     live(Effect.gen(function*() {
       const disk = yield* randomDevice(4 * MiB, "garbled")
