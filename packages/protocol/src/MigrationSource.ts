@@ -150,9 +150,9 @@ export interface ServeOptions {
   /** How long to wait for the destination to come back after a connection broke; default 30 seconds. */
   readonly resumeTimeout?: Duration.Input | undefined
   /**
-   * How long a new connection has to become established (the destination's answer to the first DirtyList)
-   * before it is refused, so a peer that connects and says nothing does not keep the destination out; default
-   * 10 seconds.
+   * How long a new connection may go without a frame from the peer before it is established (the destination
+   * answered the first DirtyList): then it is refused, so a peer that connects and says nothing does not keep
+   * the destination out; default 10 seconds.
    */
   readonly handshakeTimeout?: Duration.Input | undefined
   /**
@@ -452,21 +452,26 @@ export const make = Effect.fn("MigrationSource.make")(function*(
               })
             ))
         })
-        // Refused unless established in time; once it is, the deadline no longer applies.
-        const handshake = Effect.andThen(
-          Effect.sleep(handshakeTimeout),
-          Effect.suspend(() =>
-            connections === before
-              ? Effect.fail(ProtocolError.make(
+        // Refused when the peer sends nothing for a whole `handshakeTimeout` before it is established (a
+        // destination announcing many blocks it has keeps sending); once it is, this no longer applies.
+        const handshake = Effect.gen(function*() {
+          let seen = connection.metrics().bytesReceived
+          while (true) {
+            yield* Effect.sleep(handshakeTimeout)
+            if (connections !== before) return yield* Effect.never
+            const received = connection.metrics().bytesReceived
+            if (received === seen) {
+              return yield* ProtocolError.make(
                 new ProtocolError.Timeout({
                   dev: 0,
-                  waitingFor: "answer to the first DirtyList",
+                  waitingFor: "answer to the first DirtyList (nor any other frame)",
                   millis: Duration.toMillis(handshakeTimeout)
                 })
-              ))
-              : Effect.never
-          )
-        )
+              )
+            }
+            seen = received
+          }
+        })
         yield* Effect.raceFirst(migrate(connection), handshake)
         yield* connection.close
       })))
