@@ -29,9 +29,9 @@ const touchesKept = (bytes: Uint8Array): boolean => {
     // An incomplete packet never runs, and the node stops reading the stream at one it cannot frame.
     if (size > bytes.length - at - DnetPacket.HEADER_SIZE) return false
     const decoded = DnetPacket.decodePacket(bytes.subarray(at, at + DnetPacket.HEADER_SIZE + size))
-    // A packet with bad attributes is refused as a whole; the stream goes on after it.
+    // A packet with bad attributes is refused as a whole, and a reply is dropped; the stream goes on after them.
     const packet = Result.isSuccess(decoded) ? decoded.success : undefined
-    if (packet !== undefined && packet.id.groupId === GROUP) {
+    if (packet !== undefined && !DnetPacket.isReply(packet) && packet.id.groupId === GROUP) {
       for (const attr of packet.attrs) {
         if (attr.cmd === Command.WRITE && isKept(attr.io!.id)) return true
         if (attr.cmd === Command.DEL && isKept(packet.id.id)) return true
