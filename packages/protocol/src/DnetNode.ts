@@ -301,14 +301,14 @@ interface Request {
   readonly owned: boolean
   /** Whether they were given: then they must not go back to the node's pool. */
   adopted: boolean
-  /** Big views the store lent to READ replies, given back once the replies have left. */
+  /** Bytes the store lent to replies (reads), given back once the replies have left. */
   readonly views: Array<Uint8Array>
 }
 
 /** Reply bytes a request holds before writing them out (what streams a READ_RANGE or a split READ). */
 const FLUSH_BYTES = 256 * 1024
-/** READ data from this size on is given back to the store when sent (see `giveBack`): the size of pooled packets. */
-const LEND_FROM = 1024 * 1024
+/** READ data a request answered at once may hold: bigger goes the usual way, given back once sent (`giveBack`). */
+const ANSWER_NOW_BELOW = 1024 * 1024
 /** Replies of a request up to this size leave as one array. */
 const JOIN_BELOW = 16 * 1024
 /** WRITE flags that make a write more than "these bytes at this offset" (see `writeObject`). */
@@ -502,9 +502,9 @@ export const make = Effect.fn("DnetNode.make")(function*(
   }
 
   /**
-   * Gives big views back to the store once the connection has copied out every byte written so far (replies
-   * go by reference). Without a way to know that, or when the connection failed, they are kept: the store then
-   * only cannot reuse that memory.
+   * Gives views back to the store once the connection has copied out every byte written so far (big replies go
+   * by reference). Without a way to know that, or when the connection failed, they are kept: the store then
+   * only cannot reuse that memory (the memory store copies such an object on its next write).
    */
   const giveBack = (session: Session, views: ReadonlyArray<Uint8Array>) => {
     const release = store.release
@@ -561,7 +561,9 @@ export const make = Effect.fn("DnetNode.make")(function*(
         const old = yield* Effect.option(storage(store.stat(key)))
         if (old._tag === "Some" && old.value.size > data.length) {
           const tail = yield* storage(store.read(key, data.length, 0))
-          info = yield* storage(store.write(key, concat([data, tail])))
+          const joined = concat([data, tail])
+          store.release?.(tail)
+          info = yield* storage(store.write(key, joined))
         } else {
           info = yield* storage(store.write(key, data))
         }
@@ -571,7 +573,11 @@ export const make = Effect.fn("DnetNode.make")(function*(
       if ((flags & IoFlags.COMMIT) !== 0 && info.size !== io.num) {
         // COMMIT fixes the record's final size at io.num.
         info = info.size > io.num
-          ? yield* storage(Effect.flatMap(store.read(key, 0, io.num), (kept) => store.write(key, kept)))
+          ? yield* storage(Effect.flatMap(store.read(key, 0, io.num), (kept) =>
+            Effect.ensuring(
+              store.write(key, kept),
+              Effect.sync(() => store.release?.(kept))
+            )))
           : yield* storage(store.write(key, EMPTY, { offset: io.num }))
       }
       return info
@@ -636,7 +642,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
         return Effect.flatMap(
           storage(store.read(io!.id, io!.offset, io!.size)),
           (bytes) => {
-            if (bytes.length >= LEND_FROM) request.views.push(bytes)
+            request.views.push(bytes)
             return (io!.flags & IoFlags.SKIP_SENDING) !== 0
               ? Effect.void
               : sendRead(session, request, attr.flags, io!, bytes, false)
@@ -823,6 +829,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
             }
             const bytes = yield* Effect.option(storage(store.read(info.key)))
             if (bytes._tag === "None") continue // removed since it was listed
+            request.views.push(bytes.value)
             yield* sendRead(session, request, attr.flags, record, bytes.value, true)
             count++
           }
@@ -864,6 +871,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
               continue
             }
             succeeded++
+            request.views.push(bytes.success)
             yield* sendRead(session, request, attr.flags, one, bytes.success, true)
           }
           if (succeeded === 0 && first !== undefined) return yield* Effect.fail(first)
@@ -972,7 +980,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
       return needsAck(packet.flags) ? replyNow(session, [ackOf(packet, statusOf(bytes))]) : Effect.void
     }
     // Big data is lent and given back once written, or split: the usual way does that.
-    if (bytes.length >= LEND_FROM || bytes.length > maxReplyData) {
+    if (bytes.length >= ANSWER_NOW_BELOW || bytes.length > maxReplyData) {
       store.release?.(bytes)
       return undefined
     }

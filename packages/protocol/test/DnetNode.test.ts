@@ -605,6 +605,60 @@ describe("DnetNode", () => {
       assert.strictEqual(atOnce[10]!.length, 1)
     }))
 
+  test("every view the store lends is given back once its replies have left (READ, READ_RANGE, BULK_READ, writes)", () =>
+    Effect.gen(function*() {
+      const memory = yield* MemoryStore.make()
+      // Counted where the store lends and takes back (a loop condition must read fields, not locals).
+      const views = { lent: 0, returned: 0 }
+      const store: ObjectStore.Store = {
+        ...memory,
+        read: (key, offset, size) =>
+          Effect.map(memory.read(key, offset, size), (bytes) => {
+            views.lent++
+            return bytes
+          }),
+        readNow: (key, offset, size) => {
+          const bytes = memory.readNow!(key, offset, size)
+          if (bytes instanceof Uint8Array) views.lent++
+          return bytes
+        },
+        release: (bytes) => {
+          views.returned++
+          memory.release!(bytes)
+        }
+      }
+      const node = yield* DnetNode.make({ store, listen: "tcp://127.0.0.1:0", group: GROUP, ids: IDS })
+      const c = yield* raw(node.address)
+      const [small, big] = [keyOf(0x21), keyOf(0x22)]
+      yield* c.exchange(writeRequest(small, bytesOf("hello world")))
+      yield* c.exchange(writeRequest(big, pattern(3)))
+      yield* c.exchange(readRequest(small))
+      yield* c.exchange(readRequest(big))
+      yield* c.exchange(request(Command.READ_RANGE, { key: small, io: io(small, { parent: big }) }))
+      const wanted = [io(small), io(big, { offset: 5, size: 100_000 })]
+      yield* c.exchange(request(Command.BULK_READ, {
+        key: small,
+        io: io(small, { size: wanted.length * DnetPacket.IO_ATTR_SIZE }),
+        data: concat(...wanted.map((one) =>
+          DnetPacket.encodePacket({
+            id: readId(small),
+            flags: 0,
+            status: 0,
+            trans: 0n,
+            attrs: [{ cmd: Command.READ, flags: 0, io: one, data: EMPTY }]
+          }).subarray(DnetPacket.HEADER_SIZE + DnetPacket.ATTR_SIZE)
+        ))
+      }))
+      // A write in place at 0 that keeps the tail reads it first.
+      yield* c.exchange(writeRequest(small, bytesOf("J"), { flags: IoFlags.PLAIN_WRITE }))
+      assert.strictEqual(textOf(yield* Effect.orDie(memory.read(small))), "Jello world")
+      assert.isAtLeast(views.lent, 7)
+      yield* Effect.gen(function*() {
+        while (views.returned < views.lent) yield* Effect.sleep(5)
+      }).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(views.returned, views.lent)
+    }))
+
   test("an auth cookie guards JOIN and STATUS changes", () =>
     Effect.gen(function*() {
       const cookie = bytesOf("secret")
