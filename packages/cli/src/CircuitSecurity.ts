@@ -129,7 +129,8 @@ const bad = (message: string) => Effect.fail(new BadInput({ message }))
 export const choose = Effect.fn("CircuitSecurity.choose")(function*(
   viaCircuit: boolean,
   address: string,
-  options: Flags
+  options: Flags,
+  onAdded?: (peer: string, key: string, knownKeys: string) => void
 ) {
   const given = [
     ...(Option.isSome(options.identity) ? ["--identity"] : []),
@@ -173,7 +174,16 @@ export const choose = Effect.fn("CircuitSecurity.choose")(function*(
   }
   const choice: Choice = {
     _tag: "Tls",
-    security: { _tag: "Tls", identity, trust: { _tag: "KnownKeys", path: knownKeys, mode: trust } },
+    security: {
+      _tag: "Tls",
+      identity,
+      trust: {
+        _tag: "KnownKeys",
+        path: knownKeys,
+        mode: trust,
+        onAdded: onAdded === undefined ? undefined : (peer, key) => onAdded(peer, key, knownKeys)
+      }
+    },
     publicKey: identity.publicKey,
     knownKeys,
     trust

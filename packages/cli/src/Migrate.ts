@@ -9,7 +9,7 @@
  * waiting; the devices are not touched.
  *
  * Output: a one-line summary on stdout, progress on stderr; with `--json`, JSON lines on stdout instead
- * (`listening`, `progress`, `refused`, `completed`), so scripts and tests can follow the migration.
+ * (`listening`, `progress`, `refused`, `trusted`, `completed`), so scripts and tests can follow the migration.
  *
  * @since 0.1.0
  */
@@ -86,6 +86,16 @@ const MIGRATION_SERVICE = "silo-migration"
 const report = (json: boolean, event: Record<string, unknown>, text: string | undefined) =>
   json ? Console.log(JSON.stringify(event)) : text === undefined ? Effect.void : Console.error(text)
 
+/**
+ * Reports a peer key that trust on first use just added to the known keys (from inside a TLS handshake, so the
+ * report runs on its own).
+ */
+const reportTrusted = Effect.fnUntraced(function*(json: boolean) {
+  const run = Effect.runForkWith(yield* Effect.context<never>())
+  return (peer: string, key: string, knownKeys: string) =>
+    void run(report(json, { event: "trusted", peer, key, knownKeys }, `added ${key} (from ${peer}) to ${knownKeys}`))
+})
+
 /** A name for a device of the group: the file's name, the NBD export's, or `memory<i>`. */
 const deviceName = (spec: NbdDeviceSpec.Spec, index: number): string =>
   spec._tag === "Memory"
@@ -133,8 +143,8 @@ const serve = Command.make(
     if (!(flags.resumeTimeout >= 0)) return yield* new BadInput({ message: "--resume-timeout must be >= 0" })
     const size = Option.isSome(flags.size) ? yield* parsed(DeviceSpec.parseSize(flags.size.value)) : undefined
     const address = yield* parsed(Address.parse(flags.listen))
-    const secured = yield* CircuitSecurity.choose(flags.viaCircuit, flags.listen, flags)
     const { json } = flags
+    const secured = yield* CircuitSecurity.choose(flags.viaCircuit, flags.listen, flags, yield* reportTrusted(json))
 
     const devices = yield* Effect.forEach(specs, (spec, i) =>
       Effect.map(
@@ -286,7 +296,7 @@ const connect = Command.make(
   Effect.fn("migrate.connect")(function*(flags) {
     const specs = yield* Effect.forEach(flags.device, (spec) => parsed(NbdDeviceSpec.parse(spec)))
     const address = yield* parsed(Address.parse(flags.from))
-    const secured = yield* CircuitSecurity.choose(flags.viaCircuit, flags.from, flags)
+    const secured = yield* CircuitSecurity.choose(flags.viaCircuit, flags.from, flags, yield* reportTrusted(flags.json))
     const exposeAddress = Option.isSome(flags.expose) ? yield* parsed(Address.parse(flags.expose.value)) : undefined
     // Bound before the migration starts, so an address in use fails the command at once.
     const expose = exposeAddress === undefined

@@ -95,6 +95,14 @@ describe("tessera migrate --via-circuit", () => {
         const learnt = knownKeys(`${dir}/source-keys`)
         assert.strictEqual(learnt.length, 1)
         assert.strictEqual(learnt[0]!.split(" ")[1], destinationKey)
+        // ... and said so, once.
+        const trusted = (stdout: string) => jsonLines(stdout).filter((line) => line.event === "trusted")
+        assert.deepStrictEqual(trusted(received.stdout), [
+          { event: "trusted", peer: address, key: sourceKey, knownKeys: `${dir}/destination-keys` }
+        ])
+        assert.deepStrictEqual(trusted(served.stdout).map((line) => [line.key, line.knownKeys]), [
+          [destinationKey, `${dir}/source-keys`]
+        ])
       }).pipe(Effect.scoped),
     120_000
   )
@@ -157,6 +165,9 @@ describe("tessera migrate --via-circuit", () => {
         assert.deepStrictEqual(knownKeys(`${dir}/xdg/tessera/known_keys`), [
           `${network.address} ${listening.publicKey}`
         ])
+        // Without --json the addition is a line on stderr, once: the redial found the key already there.
+        const added = `added ${listening.publicKey} (from ${network.address}) to ${dir}/xdg/tessera/known_keys`
+        assert.strictEqual(received.stderr.split("\n").filter((line) => line.includes(added)).length, 1)
       }).pipe(Effect.scoped),
     120_000
   )

@@ -39,7 +39,13 @@ export interface Identity {
  * @category models
  */
 export type Trust =
-  | { readonly _tag: "KnownKeys"; readonly path: string; readonly mode: "tofu" | "locked" }
+  | {
+    readonly _tag: "KnownKeys"
+    readonly path: string
+    readonly mode: "tofu" | "locked"
+    /** Told once `tofu` has added a key to the file (inside the TLS handshake: it must not wait). */
+    readonly onAdded?: ((address: string, key: string) => void) | undefined
+  }
   | { readonly _tag: "Keys"; readonly keys: ReadonlyArray<string> }
   | { readonly _tag: "AnyKey" }
 
@@ -219,6 +225,7 @@ export const check = (trust: Trust, address: string, key: string | undefined): s
       } catch (cause) {
         return `cannot add the key to ${trust.path}: ${cause instanceof Error ? cause.message : String(cause)}`
       }
+      trust.onAdded?.(address, key)
       return undefined
     }
   }
