@@ -28,6 +28,10 @@ const sameBytes = (a: string, b: string): boolean => fs.readFileSync(a).equals(f
 /** The TLS flags of one side, with its identity and known keys in `dir`. */
 const tls = (dir: string, side: string) => ["--identity", `${dir}/${side}-id`, "--known-keys", `${dir}/${side}-keys`]
 
+/** The `trusted` reports (a key added on first use) among a command's JSON lines. */
+const trusted = (stdout: Parameters<typeof jsonLines>[0]) =>
+  jsonLines(stdout).filter((line) => line.event === "trusted")
+
 /** The entries of a known-keys file, as `address key` lines. */
 const knownKeys = (file: string) =>
   fs.readFileSync(file, "utf8").split("\n").filter((line) => line.trim() !== "" && !line.startsWith("#"))
@@ -96,7 +100,6 @@ describe("tessera migrate --via-circuit", () => {
         assert.strictEqual(learnt.length, 1)
         assert.strictEqual(learnt[0]!.split(" ")[1], destinationKey)
         // ... and said so, once.
-        const trusted = (stdout: string) => jsonLines(stdout).filter((line) => line.event === "trusted")
         assert.deepStrictEqual(trusted(received.stdout), [
           { event: "trusted", peer: address, key: sourceKey, knownKeys: `${dir}/destination-keys` }
         ])
