@@ -284,29 +284,28 @@ const main = async () => {
   const wanted = (process.env.BENCH_CASES ?? "raw,memory,blob").split(",")
   // The raw case is the baseline of every ratio: always run.
   const targets = (["raw", "memory", "blob"] as const).filter((t) => t === "raw" || wanted.includes(t))
-  const cases: Array<Case> = []
+  // Cases compared with each other form a group: the same size and direction.
+  const groups: Array<Array<Case>> = []
   for (const size of [KiB, BIG]) {
     for (const op of ["put", "get"] as const) {
-      for (const target of targets) {
-        cases.push({ target, op, size, ops: size === KiB ? SMALL_OPS : BIG_OPS })
-      }
+      const group: Array<Case> = targets.map((target) => ({
+        target,
+        op,
+        size,
+        ops: size === KiB ? SMALL_OPS : BIG_OPS
+      }))
       if (size === BIG && op === "put" && targets.includes("blob")) {
-        cases.push({ target: "file", op, size, ops: BIG_OPS })
+        group.push({ target: "file", op, size, ops: BIG_OPS })
       }
+      groups.push(group)
     }
   }
+  const cases = groups.flat()
   const seconds = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
   const cpu = new Map<Case, { client: Array<number>; server: Array<number> }>(
     cases.map((c) => [c, { client: [], server: [] }])
   )
   const ratios = new Map<Case, Array<number>>(cases.map((c) => [c, []]))
-  // Cases compared with each other: the same size and direction.
-  const groups: Array<Array<Case>> = []
-  for (const c of cases) {
-    const same = groups.find((group) => group[0]!.op === c.op && group[0]!.size === c.size)
-    if (same === undefined) groups.push([c])
-    else same.push(c)
-  }
   // A group runs all its rounds before the next starts: what big puts leave behind (hundreds of MiB of dirty
   // page cache being written out) must not slow the small cases of the next round.
   for (const group of groups) {

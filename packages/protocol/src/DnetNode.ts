@@ -257,6 +257,13 @@ const storedPayload = (addrAttr: Uint8Array, info: ObjectStore.ObjectInfo): Uint
   return out
 }
 
+/**
+ * The arrays to write for reply parts of `bytes` in all: small replies (a READ and its ACK) joined into one, as
+ * one plain write costs less than a gather write of several small ones.
+ */
+const joinSmall = (parts: Array<Uint8Array>, bytes: number): Array<Uint8Array> =>
+  parts.length > 1 && bytes <= JOIN_BELOW ? [concat(parts)] : parts
+
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   let size = 0
   for (const part of parts) size += part.length
@@ -438,16 +445,11 @@ export const make = Effect.fn("DnetNode.make")(function*(
   // A connection that failed is closed by its read loop; its replies have nowhere to go.
   const write = (session: Session, parts: ReadonlyArray<Uint8Array>) => Effect.ignore(session.connection.write(parts))
 
-  /**
-   * Writes out what a request holds. Small replies (a READ and its ACK) are joined into one array first: one
-   * plain write costs less than a gather write of several small ones.
-   */
+  /** Writes out what a request holds (see `joinSmall`). */
   const flush = (session: Session, request: Request) =>
     Effect.suspend(() => {
-      const out = request.out
-      if (out.length === 0) return Effect.void
-      const parts = out.length > 1 && request.outBytes <= JOIN_BELOW ? [concat(out)] : out.slice()
-      out.length = 0
+      if (request.out.length === 0) return Effect.void
+      const parts = joinSmall(request.out.splice(0), request.outBytes)
       request.outBytes = 0
       return write(session, parts)
     })
@@ -936,10 +938,16 @@ export const make = Effect.fn("DnetNode.make")(function*(
         bytes += part.length
       }
     }
-    const joined = out.length > 1 && bytes <= JOIN_BELOW
+    const parts = joinSmall(out, bytes)
     // One array holds everything, copied: large data would be a part of its own.
-    if (lent !== undefined && (joined || out.length === 1)) store.release?.(lent)
-    return write(session, joined ? [concat(out)] : out)
+    if (lent !== undefined && parts.length === 1) store.release?.(lent)
+    return write(session, parts)
+  }
+
+  /** The end of a request answered at once whose store operation failed: the ACK with the status, if asked. */
+  const failedNow = (session: Session, packet: DnetPacket.Packet, error: StorageError.StorageError) => {
+    countRequest(session, packet.attrs[0]!.cmd, true)
+    return needsAck(packet.flags) ? replyNow(session, [ackOf(packet, statusOf(error))]) : Effect.void
   }
 
   /**
@@ -964,10 +972,9 @@ export const make = Effect.fn("DnetNode.make")(function*(
       ) return undefined
       const stored = writeNow(io.id, attr.data, { offset: io.offset })
       if (stored === undefined) return undefined
-      const failed = stored instanceof StorageError.StorageError
-      countRequest(session, cmd, failed)
-      // The file-info reply is the final one (§3.1); a failure is the ACK, when asked for.
-      if (failed) return needsAck(packet.flags) ? replyNow(session, [ackOf(packet, statusOf(stored))]) : Effect.void
+      if (stored instanceof StorageError.StorageError) return failedNow(session, packet, stored)
+      countRequest(session, cmd, false)
+      // The file-info reply is the final one (§3.1).
       const request = { id: packet.id, flags: packet.flags & ~CmdFlags.NEED_ACK, trans: packet.trans }
       const payload = storedPayload(selfAddrAttr, stored)
       return replyNow(session, [replyPacket(request, cmd, attr.flags | AttrFlags.NOCSUM, payload, false)])
@@ -975,10 +982,7 @@ export const make = Effect.fn("DnetNode.make")(function*(
     if (cmd !== Command.READ || store.readNow === undefined) return undefined
     const bytes = store.readNow(io.id, io.offset, io.size)
     if (bytes === undefined) return undefined
-    if (bytes instanceof StorageError.StorageError) {
-      countRequest(session, cmd, true)
-      return needsAck(packet.flags) ? replyNow(session, [ackOf(packet, statusOf(bytes))]) : Effect.void
-    }
+    if (bytes instanceof StorageError.StorageError) return failedNow(session, packet, bytes)
     // Big data is lent and given back once written, or split: the usual way does that.
     if (bytes.length >= ANSWER_NOW_BELOW || bytes.length > maxReplyData) {
       store.release?.(bytes)

@@ -5,12 +5,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AttrFlags, CmdFlags, Command, IoFlags, NodeStatusFlags } from "@tessera/codec/DnetConstants"
 import * as DnetPacket from "@tessera/codec/DnetPacket"
-import { AddrAttr, Auth, IoAttr, NodeStatus } from "@tessera/codec/DnetStructs"
+import { AddrAttr, Auth, NodeStatus } from "@tessera/codec/DnetStructs"
 import { Effect, Pull, Result } from "effect"
 import * as fc from "fast-check"
 import { DnetClient, DnetNode, Transport } from "../src/index.ts"
 import { addrAttrOf } from "../src/internal/dnetWire.ts"
-import { io, keyOf, openStore, request } from "./utils/dnet.ts"
+import { bulkReadRequest, io, keyOf, openStore, request } from "./utils/dnet.ts"
 
 const GROUP = 1
 /** The well-behaved client's keys: first byte 0xa0..0xa7. Fuzzed requests aim at 0x10.. and 0x20... */
@@ -62,11 +62,7 @@ const templates: ReadonlyArray<Uint8Array> = [
   request(Command.DEL, { key: fuzzKey }),
   request(Command.READ_RANGE, { key: keyOf(0), io: io(keyOf(0), { parent: keyOf(0xff), num: 3 }) }),
   request(Command.DEL_RANGE, { key: keyOf(0x10), io: io(keyOf(0x10), { parent: keyOf(0x20) }) }),
-  request(Command.BULK_READ, {
-    key: fuzzKey,
-    io: io(fuzzKey, { size: 2 * IoAttr.size }),
-    data: new Uint8Array(Buffer.concat([IoAttr.encode(io(KEPT[2]!)), IoAttr.encode(io(fuzzKey))]))
-  }),
+  bulkReadRequest(fuzzKey, [io(KEPT[2]!), io(fuzzKey)]),
   request(Command.STATUS, {
     attrFlags: AttrFlags.STATUS_CHANGE,
     data: NodeStatus.encode({ nflags: -1, statusFlags: NodeStatusFlags.RO, logMask: 0 })

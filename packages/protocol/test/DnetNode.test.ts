@@ -17,6 +17,7 @@ import * as fc from "fast-check"
 import { DnetNode, DnetRing, Transport } from "../src/index.ts"
 import { addrAttrOf, encodeParts } from "../src/internal/dnetWire.ts"
 import {
+  bulkReadRequest,
   bytesOf,
   io,
   keyOf,
@@ -230,20 +231,7 @@ describe("DnetNode", () => {
         assert.strictEqual(replies[0]!.packet.attrs[0]!.data.length, 0)
 
         // BULK_READ: one READ reply per key found; the missing one is skipped.
-        const wanted = [io(key, { offset: 6 }), io(keyOf(0x77)), io(p)]
-        const bulk = request(Command.BULK_READ, {
-          key,
-          io: io(key, { size: wanted.length * DnetPacket.IO_ATTR_SIZE }),
-          data: concat(...wanted.map((one) =>
-            DnetPacket.encodePacket({
-              id: readId(key),
-              flags: 0,
-              status: 0,
-              trans: 0n,
-              attrs: [{ cmd: Command.READ, flags: 0, io: one, data: EMPTY }]
-            }).subarray(DnetPacket.HEADER_SIZE + DnetPacket.ATTR_SIZE)
-          ))
-        })
+        const bulk = bulkReadRequest(key, [io(key, { offset: 6 }), io(keyOf(0x77)), io(p)])
         replies = yield* c.exchange(bulk)
         assert.deepStrictEqual(replies.map((reply) => textOf(reply.packet.attrs[0]?.data ?? EMPTY)), ["!", "xyCd", ""])
         exactly(replies[2], ackOf(bulk, 0))
@@ -635,20 +623,7 @@ describe("DnetNode", () => {
       yield* c.exchange(readRequest(small))
       yield* c.exchange(readRequest(big))
       yield* c.exchange(request(Command.READ_RANGE, { key: small, io: io(small, { parent: big }) }))
-      const wanted = [io(small), io(big, { offset: 5, size: 100_000 })]
-      yield* c.exchange(request(Command.BULK_READ, {
-        key: small,
-        io: io(small, { size: wanted.length * DnetPacket.IO_ATTR_SIZE }),
-        data: concat(...wanted.map((one) =>
-          DnetPacket.encodePacket({
-            id: readId(small),
-            flags: 0,
-            status: 0,
-            trans: 0n,
-            attrs: [{ cmd: Command.READ, flags: 0, io: one, data: EMPTY }]
-          }).subarray(DnetPacket.HEADER_SIZE + DnetPacket.ATTR_SIZE)
-        ))
-      }))
+      yield* c.exchange(bulkReadRequest(small, [io(small), io(big, { offset: 5, size: 100_000 })]))
       // A write in place at 0 that keeps the tail reads it first.
       yield* c.exchange(writeRequest(small, bytesOf("J"), { flags: IoFlags.PLAIN_WRITE }))
       assert.strictEqual(textOf(yield* Effect.orDie(memory.read(small))), "Jello world")

@@ -29,6 +29,19 @@ const listening = Effect.fnUntraced(function*(scheme: "tcp" | "unix") {
   return { listener, next }
 })
 
+/** A source of one 1 MiB device serving on TCP in a child fiber, recording what it refuses. */
+const servingWithRefusals = Effect.fnUntraced(function*(name: string, options: MigrationSource.ServeOptions) {
+  const disk = yield* randomDevice(MiB, name)
+  const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
+  const { listener, next } = yield* listening("tcp")
+  const refusals: Array<string> = []
+  const served = yield* Effect.forkChild(source.serve(next, {
+    ...options,
+    onRefused: (error) => Effect.sync(() => void refusals.push(error.message))
+  }))
+  return { disk, listener, refusals, served }
+})
+
 /** Destination devices in memory, made as the group says, and remembered for the checks. */
 const memoryDestination = (made: Array<BlockDevice>, wrapDevice?: (device: BlockDevice) => BlockDevice) =>
   MigrationDestination.make({
@@ -196,14 +209,7 @@ describe("MigrationSource / MigrationDestination", () => {
 
   it.live("connections that fail before the fence are refused, and serve migrates over the next one", () =>
     live(Effect.gen(function*() {
-      const disk = yield* randomDevice(MiB, "refused")
-      const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
-      const { listener, next } = yield* listening("tcp")
-      const refusals: Array<string> = []
-      const served = yield* Effect.forkChild(source.serve(next, {
-        resumeTimeout: "50 millis",
-        onRefused: (error) => Effect.sync(() => void refusals.push(error.message))
-      }))
+      const { disk, listener, refusals, served } = yield* servingWithRefusals("refused", { resumeTimeout: "50 millis" })
       // The first bytes of a TLS ClientHello and a hang-up inside that "frame", then a peer that hangs up at once.
       for (
         const bytes of [
@@ -231,14 +237,9 @@ describe("MigrationSource / MigrationDestination", () => {
 
   it.live("a peer that connects and says nothing is refused after handshakeTimeout; the destination then migrates", () =>
     live(Effect.gen(function*() {
-      const disk = yield* randomDevice(MiB, "silent")
-      const source = yield* MigrationSource.make([{ name: "d", device: disk, blockSize: bs }], { concurrency: 4 })
-      const { listener, next } = yield* listening("tcp")
-      const refusals: Array<string> = []
-      const served = yield* Effect.forkChild(source.serve(next, {
-        handshakeTimeout: "300 millis",
-        onRefused: (error) => Effect.sync(() => void refusals.push(error.message))
-      }))
+      const { disk, listener, refusals, served } = yield* servingWithRefusals("silent", {
+        handshakeTimeout: "300 millis"
+      })
       // Connected first, then silent (and never closed by this side).
       yield* Transport.dial(listener.address)
       const made: Array<BlockDevice> = []

@@ -480,10 +480,10 @@ export const make = Effect.fn("BlobStore.make")(
 
     const remove = (key: Uint8Array) => {
       // A tombstone is one small record: written at once unless an appender holds the lock.
-      const tombstone = (modified: number): Effect.Effect<boolean, StorageError.StorageError> => {
+      const tombstone = (): Effect.Effect<boolean, StorageError.StorageError> => {
         const previous = index.get(key)
         if (!previous) return Effect.succeed(false)
-        const entry = appendNow(key, BlobLog.FLAG_REMOVED, 0, modified, () => {})
+        const entry = appendNow(key, BlobLog.FLAG_REMOVED, 0, clock.currentTimeMillisUnsafe(), () => {})
         if (entry instanceof StorageError.StorageError) return Effect.fail(entry)
         index.remove(key)
         liveBytes -= previous.size
@@ -491,9 +491,7 @@ export const make = Effect.fn("BlobStore.make")(
       }
       return Effect.flatMap(checkKey(name, key), () => {
         if (lifecycle.isClosed()) return Effect.fail(closed)
-        return appending
-          ? lifecycle.guard(exclusively(Effect.suspend(() => tombstone(clock.currentTimeMillisUnsafe()))))
-          : tombstone(clock.currentTimeMillisUnsafe())
+        return appending ? lifecycle.guard(exclusively(Effect.suspend(tombstone))) : tombstone()
       })
     }
 

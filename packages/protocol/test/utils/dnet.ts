@@ -2,7 +2,7 @@
 // packet, keeping each reply's exact bytes; request builders; the backends to run against.
 import { CmdFlags, Command, ID_SIZE } from "@tessera/codec/DnetConstants"
 import * as DnetPacket from "@tessera/codec/DnetPacket"
-import type { IoAttr } from "@tessera/codec/DnetStructs"
+import { IoAttr } from "@tessera/codec/DnetStructs"
 import { ObjectStoreSpec } from "@tessera/storage"
 import { Effect, Pull, Result } from "effect"
 import * as fs from "node:fs"
@@ -134,6 +134,14 @@ export const writeRequest = (key: Uint8Array, data: Uint8Array, fields: Partial<
 
 export const readRequest = (key: Uint8Array, fields: Partial<IoAttr> = {}, flags?: number) =>
   request(Command.READ, { key, io: io(key, fields), ...(flags !== undefined && { flags }) })
+
+/** A BULK_READ under `key`'s id of the objects (and ranges) `wanted` names, one `dnet_io_attr` each. */
+export const bulkReadRequest = (key: Uint8Array, wanted: ReadonlyArray<IoAttr>) =>
+  request(Command.BULK_READ, {
+    key,
+    io: io(key, { size: wanted.length * IoAttr.size }),
+    data: new Uint8Array(Buffer.concat(wanted.map((one) => IoAttr.encode(one))))
+  })
 
 export const bytesOf = (text: string): Uint8Array => new TextEncoder().encode(text)
 export const textOf = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)

@@ -56,12 +56,13 @@ export const readProblem = (
     ? keyProblem(store, key)
     : StorageError.make(store, new StorageError.OutOfRange({ offset, length: size, size: 0 }))
 
-const checked = (problem: StorageError.StorageError | undefined): Effect.Effect<void, StorageError.StorageError> =>
-  problem === undefined ? Effect.void : Effect.fail(problem)
+/** The outcome of a synchronous operation as an effect. */
+export const fromOutcome = <A>(outcome: A | StorageError.StorageError): Effect.Effect<A, StorageError.StorageError> =>
+  outcome instanceof StorageError.StorageError ? Effect.fail(outcome) : Effect.succeed(outcome)
 
 /** Fails unless `key` is a full elliptics id. */
 export const checkKey = (store: string, key: Uint8Array): Effect.Effect<void, StorageError.StorageError> =>
-  checked(keyProblem(store, key))
+  fromOutcome(keyProblem(store, key))
 
 /** `writeProblem` as an effect. */
 export const checkWrite = (
@@ -69,7 +70,7 @@ export const checkWrite = (
   key: Uint8Array,
   data: Uint8Array,
   options: WriteOptions | undefined
-): Effect.Effect<void, StorageError.StorageError> => checked(writeProblem(store, key, data, options))
+): Effect.Effect<void, StorageError.StorageError> => fromOutcome(writeProblem(store, key, data, options))
 
 /** `readProblem` as an effect (any count: reads past the end return nothing). */
 export const checkRead = (
@@ -77,11 +78,7 @@ export const checkRead = (
   key: Uint8Array,
   offset: number,
   size: number
-): Effect.Effect<void, StorageError.StorageError> => checked(readProblem(store, key, offset, size))
-
-/** The outcome of a synchronous operation as an effect. */
-export const fromOutcome = <A>(outcome: A | StorageError.StorageError): Effect.Effect<A, StorageError.StorageError> =>
-  outcome instanceof StorageError.StorageError ? Effect.fail(outcome) : Effect.succeed(outcome)
+): Effect.Effect<void, StorageError.StorageError> => fromOutcome(readProblem(store, key, offset, size))
 
 /** Where a write lands in an object of `stored` bytes: its offset, the size afterwards, and whether old bytes stay. */
 export interface Placement {
